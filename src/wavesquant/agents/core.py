@@ -1,0 +1,211 @@
+"""core: routes signals by type and tier, keeps every trade signal's lifecycle (event-sourced in the event
+log, rebuilt from it on start), watches heartbeats and reports agents that go silent, and coordinates
+learning by turning finished signals into per-strategy learning updates."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from wavesquant.agents.base import Agent
+from wavesquant.bus.base import Bus, Delivery
+from wavesquant.config import AGENT_NAMES, Settings
+from wavesquant.core.clock import Clock
+from wavesquant.core.ids import client_order_id
+from wavesquant.lifecycle.signals import SignalBook, SignalTransition
+from wavesquant.messages import (
+    Channel,
+    Envelope,
+    ExecutionReport,
+    Heartbeat,
+    LearningUpdate,
+    OrderIntent,
+    OrderSpec,
+    RiskDecision,
+    SignalEvent,
+    TradeSignal,
+    decode,
+    route_of,
+)
+from wavesquant.messages.signals import ProbeSignal
+from wavesquant.types import SignalState
+
+SIGNAL_CHANNELS = (Channel.HFT_SIGNALS, Channel.FAST_SIGNALS, Channel.TACTICAL_SIGNALS, Channel.STRATEGIC_SIGNALS)
+
+
+def intent_for(signal: TradeSignal) -> OrderSpec:
+    """The order a trade signal asks for; its client order id is derived from the signal id."""
+    return OrderSpec(
+        client_order_id=client_order_id(signal.msg_id), signal_id=signal.msg_id, strategy_id=signal.strategy_id,
+        family=signal.family, exchange=signal.exchange, symbol=signal.symbol, side=signal.side,
+        quantity=signal.quantity, order_type=signal.order_type, limit_price=signal.limit_price,
+        time_in_force=signal.time_in_force, reference_price=signal.reference_price,
+    )
+
+
+class CoreAgent(Agent):
+    name = "core"
+
+    def __init__(self, settings: Settings, bus: Bus, clock: Clock, consumer_id: str | None = None) -> None:
+        super().__init__(settings, bus, clock, consumer_id)
+        self.book = SignalBook(settings.core.signal_history)
+        self.routed: Counter[str] = Counter()  # "<type>@<tier>" -> count
+        self.last_seen_ns: dict[str, int] = {}
+        self.agent_status: dict[str, str] = {}
+        self.silent: set[str] = set()
+        self._pending_events: list[Envelope] = []
+        self._learned_fills: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.on(SIGNAL_CHANNELS, self.route_signals)
+        self.on([Channel.HEARTBEATS], self.watch_heartbeats)
+        self.consume(Channel.RISK_DECISIONS, self.on_risk_decisions)
+        self.consume(Channel.EXECUTION_REPORTS, self.on_execution_reports)
+        self.loop("signal_routing", self.expire_signals)
+        self.loop("agent_health_monitoring", self.check_agent_health)
+        self.loop("learning_coordination", self.coordinate_learning)
+
+    async def initialize(self) -> None:
+        """Rebuild signal states from the event log (crash-only: start-up and recovery are one path)."""
+        entries = await self.bus.read_range(Channel.EVENTS)
+        replayed = 0
+        for _, raw in entries:
+            try:
+                msg = decode(raw)
+            except ValueError:
+                continue
+            if isinstance(msg, SignalEvent):
+                t = SignalTransition(msg.signal_id, msg.from_state, msg.to_state, msg.ts_ms, msg.reason,
+                                     msg.signal_type, msg.strategy_id, msg.symbol)
+                self.book.apply_transition(t, expires_at_ms=msg.signal_expires_at_ms,
+                                           client_order_id=client_order_id(msg.signal_id))
+                replayed += 1
+        if replayed:
+            self.log.info("signals_rebuilt", events=replayed, signals=len(self.book), states=dict(self.book.counts()))
+
+    # routing -----------------------------------------------------------------------------------------------
+    async def route_signals(self, batch: list[Envelope]) -> None:
+        intents: list[Envelope] = []
+        now_ms = self.clock.now_ms()
+        for msg in batch:
+            self.routed[f"{msg.type}@{route_of(msg).tier.value}"] += 1
+            if not isinstance(msg, TradeSignal):
+                continue  # informational signals go straight to their subscribers
+            spec = intent_for(msg)
+            new = self.book.generate(msg.msg_id, msg.type, now_ms, msg.expires_at_ms, msg.strategy_id, msg.symbol,
+                                     spec.client_order_id)
+            if not new:
+                self.counters["duplicate_signals"] += 1
+                continue
+            self._record(new, msg.expires_at_ms)
+            origin = msg.tick_ts_ns if isinstance(msg, ProbeSignal) else msg.ts_ns
+            intents.append(self.message(OrderIntent, order=spec, signal_type=msg.type, signal_ts_ms=msg.ts_ms,
+                                        origin_ts_ns=origin, expires_at_ms=msg.expires_at_ms))
+            self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "sent to risk"))
+        await self.bus.publish_many(intents + self._take_events())
+
+    async def on_risk_decisions(self, deliveries: list[Delivery]) -> None:
+        now_ms = self.clock.now_ms()
+        for d in deliveries:
+            msg = d.message
+            if not isinstance(msg, RiskDecision):
+                continue
+            if msg.approved:
+                self._record(self.book.advance(msg.order.signal_id, SignalState.APPROVED, now_ms, "risk approved"))
+            else:
+                reason = "; ".join(f"{x.code}" for x in msg.denials)[:200]
+                self._record(self.book.advance(msg.order.signal_id, SignalState.BLOCKED, now_ms, reason))
+        await self._flush_events()
+
+    async def on_execution_reports(self, deliveries: list[Delivery]) -> None:
+        now_ms = self.clock.now_ms()
+        for d in deliveries:
+            r = d.message
+            if not isinstance(r, ExecutionReport):
+                continue
+            sig = self.book.by_client_order_id(r.client_order_id)
+            if sig is None:
+                continue
+            if r.kind == "fill" and r.last_quantity and r.last_price and r.strategy_id:
+                stats = self._learned_fills[r.strategy_id]
+                stats["fills"] += 1
+                stats["notional"] += r.last_quantity * r.last_price
+                stats["fees"] += r.fee
+            if r.status.value == "filled":
+                target, why = SignalState.EXECUTED, "order filled"
+            elif r.kind in ("reject", "expired") or (r.kind == "cancel" and r.filled_quantity == 0):
+                target, why = SignalState.EXPIRED, f"order {r.kind}: {r.reason}"[:200]
+            elif r.kind == "cancel":
+                target, why = SignalState.EXECUTED, "partially filled, rest canceled"
+            else:
+                target, why = SignalState.EXECUTING, f"order {r.status.value}"
+            self._record(self.book.advance(sig.signal_id, target, now_ms, why))
+        await self._flush_events()
+
+    async def expire_signals(self) -> None:
+        self._record(self.book.expire_due(self.clock.now_ms()))
+        await self._flush_events()
+
+    # lifecycle events ------------------------------------------------------------------------------------
+    def _record(self, transitions: list[SignalTransition], expires_at_ms: int | None = None) -> None:
+        for t in transitions:
+            sig = self.book.get(t.signal_id)
+            exp = expires_at_ms if expires_at_ms is not None else (sig.expires_at_ms if sig else None)
+            self._pending_events.append(self.message(
+                SignalEvent, signal_id=t.signal_id, signal_type=t.signal_type, strategy_id=t.strategy_id,
+                symbol=t.symbol, from_state=t.from_state, to_state=t.to_state, reason=t.reason[:200],
+                signal_expires_at_ms=exp,
+            ))
+            self.counters[f"signals:{t.to_state.value}"] += 1
+
+    def _take_events(self) -> list[Envelope]:
+        events, self._pending_events = self._pending_events, []
+        return events
+
+    async def _flush_events(self) -> None:
+        events = self._take_events()
+        if events:
+            await self.bus.publish_many(events)
+
+    async def on_expired(self, msg: Envelope) -> None:
+        if isinstance(msg, TradeSignal):
+            self.counters["signals_expired_on_arrival"] += 1
+
+    # health ------------------------------------------------------------------------------------------------
+    async def watch_heartbeats(self, batch: list[Envelope]) -> None:
+        now = self.clock.now_ns()
+        for hb in batch:
+            if isinstance(hb, Heartbeat):
+                self.last_seen_ns[hb.agent] = now
+                self.agent_status[hb.agent] = hb.status
+                if hb.agent in self.silent:
+                    self.silent.discard(hb.agent)
+                    self.log.info("agent_back", agent=hb.agent, status=hb.status)
+
+    async def check_agent_health(self) -> None:
+        now = self.clock.now_ns()
+        timeout_ns = int(self.settings.core.silence_timeout_s * 1e9)
+        for agent in AGENT_NAMES:
+            seen = self.last_seen_ns.get(agent)
+            if agent == self.name or seen is None:
+                continue
+            if now - seen > timeout_ns and agent not in self.silent:
+                self.silent.add(agent)
+                self.log.warning("agent_silent", agent=agent, silent_s=round((now - seen) / 1e9, 1))
+
+    def extra_problems(self) -> list[str]:
+        return [f"agent {a} silent" for a in sorted(self.silent)]
+
+    # learning ----------------------------------------------------------------------------------------------
+    async def coordinate_learning(self) -> None:
+        """Close the loop: every finished signal becomes `learned`, and each strategy gets its outcome stats."""
+        now_ms = self.clock.now_ms()
+        outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+        for state in (SignalState.EXECUTED, SignalState.EXPIRED, SignalState.BLOCKED):
+            for sig in self.book.signals(state):
+                outcomes[sig.strategy_id or "unknown"][state.value] += 1
+                self._record(self.book.advance(sig.signal_id, SignalState.LEARNED, now_ms, f"outcome {state.value}"))
+        updates: list[Envelope] = []
+        for strategy_id, outcome in outcomes.items():
+            metrics = {k: float(v) for k, v in outcome.items()}
+            metrics.update(self._learned_fills.pop(strategy_id, {}))
+            updates.append(self.message(LearningUpdate, strategy_id=strategy_id, metrics=metrics,
+                                        note="signal outcomes since last update"))
+        await self.bus.publish_many(updates + self._take_events())

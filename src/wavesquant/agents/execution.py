@@ -1,0 +1,398 @@
+"""execution: order state machines, the venue (paper or ccxt), reconciliation and execution reports.
+
+Exactly-once: every approved order arrives on the `orders` stream and is acked only after it was handled.
+An entry seen for the first time is submitted straight away; anything else (a redelivery after a crash, an
+order the event log already knows) first asks the venue whether it knows the client order id, and adopts
+what the venue says instead of sending again. Every order transition goes to the event log, from which the
+order book is rebuilt on start, then checked against the venue."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from wavesquant.agents.base import Agent
+from wavesquant.bus.base import Bus, Delivery
+from wavesquant.config import Settings
+from wavesquant.core.clock import Clock
+from wavesquant.core.ids import client_order_id
+from wavesquant.execution.orders import (
+    Accepted,
+    Canceled,
+    CancelRequested,
+    FillEvent,
+    IllegalTransition,
+    Lost,
+    Order,
+    OrderEvent,
+    OrderTracker,
+    Rejected,
+    Submitted,
+    Transition,
+    qty_tol,
+    request_from_dict,
+    request_to_dict,
+)
+from wavesquant.execution.reports import report_fields
+from wavesquant.execution.venue_factory import build_venue
+from wavesquant.execution.venues.base import (
+    Fill,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    VenueError,
+    VenueOrder,
+    VenueUnavailable,
+)
+from wavesquant.messages import (
+    Bar,
+    CancelOrder,
+    Channel,
+    Envelope,
+    ExecutionReport,
+    NewOrder,
+    OrderTransition,
+    TickBatch,
+    decode,
+)
+from wavesquant.messages.orders import ReportKind
+from wavesquant.portfolio.positions import Portfolio
+from wavesquant.types import Liquidity, OrderStatus, OrderType, Side
+
+LOST_AFTER_NOT_FOUND = 3
+KEEP_TERMINAL_MS = 600_000
+
+
+@dataclass(slots=True)
+class _Meta:
+    signal_id: str | None
+    strategy_id: str | None
+    origin_ts_ns: int | None
+
+
+class ExecutionAgent(Agent):
+    name = "execution"
+
+    def __init__(self, settings: Settings, bus: Bus, clock: Clock, consumer_id: str | None = None) -> None:
+        super().__init__(settings, bus, clock, consumer_id)
+        self.cfg = settings.execution
+        self.venue = build_venue(settings, bus, clock)
+        self.tracker = OrderTracker()
+        self.portfolio = Portfolio()
+        self.meta: dict[str, _Meta] = {}
+        self.retry: set[str] = set()  # submits whose outcome is unknown (venue unavailable)
+        self.not_found: Counter[str] = Counter()
+        self._out: list[Envelope] = []
+        self.consume(Channel.ORDERS, self.on_orders, reclaim_idle_ms=self.cfg.reclaim_idle_ms, drop_expired=False)
+        self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
+        self.loop("hft_execution", self.retry_unknown_submits)
+        self.loop("fast_execution", self.recover_stuck_orders)
+        self.loop("strategic_execution", self.reconcile)
+
+    # start-up: rebuild, then reconcile (crash-only: the same path after a crash and a clean start) ------------
+    async def initialize(self) -> None:
+        await self.venue.connect()
+        rebuilt = await self.rebuild_from_event_log()
+        await self.reconcile()
+        await self.flush()
+        self.log.info("execution_ready", venue=self.venue.name, orders_rebuilt=rebuilt,
+                      open_orders=len(self.tracker.open_orders()))
+
+    async def cleanup(self) -> None:
+        await self.venue.close()
+
+    async def rebuild_from_event_log(self) -> int:
+        requests: dict[str, tuple[OrderRequest, int]] = {}
+        history: dict[str, list[Transition]] = {}
+        for _, raw in await self.bus.read_range(Channel.EVENTS):
+            try:
+                msg = decode(raw)
+            except ValueError:
+                continue
+            if not isinstance(msg, OrderTransition):
+                continue
+            if msg.request is not None:
+                requests[msg.client_order_id] = (request_from_dict(msg.request), msg.ts_ms)
+                self.meta[msg.client_order_id] = _Meta(msg.signal_id, msg.strategy_id, None)
+            if msg.transition:
+                history.setdefault(msg.client_order_id, []).append(Transition.from_dict(msg.transition))
+        for coid, (request, created) in requests.items():
+            try:
+                order = Order.from_history(request, created, history.get(coid, []))
+            except ValueError as exc:
+                self.counters["rebuild_errors"] += 1
+                self.log.error("order_rebuild_failed", client_order_id=coid, error=str(exc))
+                order = Order(request=request, created_ts_ms=created)
+            self.tracker.track(order)
+            for t in order.history:
+                event = t.to_event()
+                if isinstance(event, FillEvent):
+                    self._book_fill(order, event.fill)
+        return len(requests)
+
+    # orders stream -----------------------------------------------------------------------------------------
+    async def on_orders(self, deliveries: list[Delivery]) -> None:
+        for d in deliveries:
+            msg = d.message
+            if isinstance(msg, NewOrder):
+                await self._new_order(msg, redelivered=d.deliveries > 1)
+            elif isinstance(msg, CancelOrder):
+                await self._cancel(msg)
+        await self.flush()
+
+    async def _new_order(self, msg: NewOrder, redelivered: bool) -> None:
+        spec = msg.order
+        coid = spec.client_order_id
+        known = self.tracker.get(coid)
+        request = OrderRequest(
+            client_order_id=coid, symbol=spec.symbol, side=spec.side, type=spec.order_type, quantity=spec.quantity,
+            limit_price=spec.limit_price, time_in_force=spec.time_in_force, reduce_only=spec.reduce_only,
+            strategy_id=spec.strategy_id, ts_ms=self.clock.now_ms(),
+        )
+        self.meta.setdefault(coid, _Meta(spec.signal_id, spec.strategy_id, msg.origin_ts_ns))
+        if known is None:
+            order = self.tracker.track(Order(request=request, created_ts_ms=self.clock.now_ms()))
+            self._event(order, None, first=True)
+        else:
+            order = known
+            if order.status is not OrderStatus.CREATING:
+                self.counters["duplicate_orders"] += 1
+                return  # already handled: the venue has it
+        must_ask = redelivered or known is not None
+        if must_ask:
+            venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)  # raises if unreachable
+            if venue_view is not None:
+                self.counters["adopted_from_venue"] += 1
+                self._sync(order, venue_view)
+                return
+        if msg.is_expired(self.clock.now_ms()):
+            self._apply(order, Rejected("expired before it reached the venue"), report="expired")
+            return
+        await self._submit(order)
+
+    async def _submit(self, order: Order) -> None:
+        self._apply(order, Submitted())
+        try:
+            venue_view = await self.venue.submit(order.request)
+        except OrderRejected as exc:
+            self._apply(order, Rejected(f"{exc.code}: {exc.message}"[:200]), report="reject")
+            return
+        except VenueUnavailable as exc:
+            self.retry.add(order.client_order_id)
+            self.counters["submit_unknown_outcome"] += 1
+            self.log.warning("submit_outcome_unknown", client_order_id=order.client_order_id, error=str(exc))
+            return
+        self._sync(order, venue_view)
+
+    async def _cancel(self, msg: CancelOrder) -> None:
+        targets = [o for o in self.tracker.open_orders(msg.symbol)] if msg.all else \
+            [o for o in [self.tracker.get(msg.client_order_id or "")] if o is not None and not o.is_terminal]
+        for order in targets:
+            if order.status is OrderStatus.CREATING and order.client_order_id in self.retry:
+                continue  # outcome unknown: recovered by the retry loop, then canceled below on the next pass
+            self._apply(order, CancelRequested())
+            try:
+                venue_view = await self.venue.cancel(order.client_order_id, order.symbol)
+            except OrderNotFound:
+                venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
+                if venue_view is None:
+                    self._apply(order, Canceled(), report="cancel", reason="venue does not know it")
+                    continue
+            except VenueError as exc:
+                self.log.warning("cancel_failed", client_order_id=order.client_order_id, error=str(exc))
+                continue
+            self._sync(order, venue_view, reason=msg.reason)
+        if msg.all and msg.flatten:
+            await self._flatten(msg)
+
+    async def _flatten(self, msg: CancelOrder) -> None:
+        positions = await self.venue.fetch_positions()
+        for symbol, qty in positions.items():
+            if msg.symbol is not None and symbol != msg.symbol:
+                continue
+            if abs(qty) <= qty_tol(qty):
+                continue
+            coid = client_order_id(f"flatten:{msg.msg_id}:{symbol}")
+            request = OrderRequest(client_order_id=coid, symbol=symbol, side=Side.SELL if qty > 0 else Side.BUY,
+                                   type=OrderType.MARKET, quantity=abs(qty), reduce_only=True,
+                                   strategy_id="flatten", ts_ms=self.clock.now_ms())
+            order = self.tracker.track(Order(request=request, created_ts_ms=self.clock.now_ms()))
+            self.meta.setdefault(coid, _Meta(None, "flatten", None))
+            self._event(order, None, first=True)
+            await self._submit(order)
+
+    # market data -> paper venue ----------------------------------------------------------------------------
+    async def on_market(self, batch: list[Envelope]) -> None:
+        feed = getattr(self.venue, "on_trade", None)
+        if feed is None:
+            return  # live venues match at the exchange
+        fills: list[Fill] = []
+        for msg in batch:
+            if isinstance(msg, TickBatch):
+                for i, symbol in enumerate(msg.symbols):
+                    if msg.bids is not None and msg.asks is not None:
+                        fills += await self.venue.on_quote(symbol, msg.ts_ms, msg.bids[i], msg.asks[i],  # type: ignore[attr-defined]
+                                                           math.nan, math.nan)
+                    fills += await self.venue.on_trade(symbol, msg.ts_ms, msg.prices[i], msg.sizes[i])  # type: ignore[attr-defined]
+            elif isinstance(msg, Bar):
+                fills += await self.venue.on_bar(msg.symbol, msg.ts_ms, msg.open, msg.high, msg.low,  # type: ignore[attr-defined]
+                                                 msg.close, msg.volume)
+            for symbol, price in _prices(msg):
+                self.portfolio.mark(symbol, price)
+        for fill in fills:
+            order = self.tracker.get(fill.client_order_id)
+            if order is not None:
+                self._apply(order, FillEvent(fill), report="fill", fill=fill)
+        await self.flush()
+
+    # loops -------------------------------------------------------------------------------------------------
+    async def retry_unknown_submits(self) -> None:
+        """Submits whose outcome was unknown: ask the venue first, resend only if it does not know them."""
+        for coid in list(self.retry):
+            order = self.tracker.get(coid)
+            if order is None or order.is_terminal:
+                self.retry.discard(coid)
+                continue
+            try:
+                venue_view = await self.venue.fetch_order(coid, order.symbol)
+                self.retry.discard(coid)
+                if venue_view is not None:
+                    self._sync(order, venue_view)
+                else:
+                    await self._submit(order)
+            except VenueUnavailable:
+                break
+        await self.flush()
+
+    async def recover_stuck_orders(self) -> None:
+        now = self.clock.now_ms()
+        stuck = self.tracker.stuck_orders(now, int(self.cfg.creation_timeout_s * 1000),
+                                          int(self.cfg.cancel_timeout_s * 1000))
+        for order in stuck:
+            if order.client_order_id in self.retry:
+                continue
+            try:
+                await self._check_with_venue(order)
+            except VenueUnavailable:
+                break
+        for order in list(self.tracker):
+            if order.is_terminal and now - order.updated_ts_ms > KEEP_TERMINAL_MS:
+                self.tracker.remove(order.client_order_id)
+        await self.flush()
+
+    async def _check_with_venue(self, order: Order) -> None:
+        venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
+        if venue_view is None:
+            self.not_found[order.client_order_id] += 1
+            if self.not_found[order.client_order_id] >= LOST_AFTER_NOT_FOUND:
+                self._apply(order, Lost(), report="reject", reason="venue does not know the order")
+                self.not_found.pop(order.client_order_id, None)
+        else:
+            self.not_found.pop(order.client_order_id, None)
+            self._sync(order, venue_view)
+
+    async def reconcile(self) -> None:
+        """Local open orders against the venue's; the venue's truth wins and every difference is an event."""
+        for order in self.tracker.open_orders():
+            if order.client_order_id not in self.retry:
+                await self._check_with_venue(order)
+        for venue_view in await self.venue.fetch_open_orders():
+            if self.tracker.get(venue_view.client_order_id) is None:
+                self._adopt(venue_view)
+        await self.flush()
+
+    def _adopt(self, v: VenueOrder) -> None:
+        """An open order the venue has and we do not (placed by a crashed predecessor before it logged it)."""
+        request = OrderRequest(client_order_id=v.client_order_id, symbol=v.symbol, side=v.side, type=v.type,
+                               quantity=v.quantity, limit_price=v.limit_price, ts_ms=v.ts_ms)
+        order = self.tracker.track(Order(request=request, created_ts_ms=self.clock.now_ms()))
+        self.meta.setdefault(v.client_order_id, _Meta(None, None, None))
+        self._event(order, None, first=True)
+        self.counters["adopted_from_venue"] += 1
+        self._sync(order, v, reason="adopted from the venue at reconciliation")
+
+    # state machine + reports ---------------------------------------------------------------------------------
+    def _sync(self, order: Order, v: VenueOrder, reason: str = "") -> None:
+        """Bring our order to what the venue says, one legal transition at a time."""
+        if order.status is OrderStatus.CREATING and v.status is not OrderStatus.FAILED:
+            self._apply(order, Accepted(v.venue_order_id), report="ack")
+        for fill in v.fills:
+            if fill.fill_id not in order.fill_ids:
+                self._apply(order, FillEvent(fill), report="fill", fill=fill)
+        missing = v.filled_quantity - order.filled_qty
+        if missing > qty_tol(order.quantity) and v.average_price:
+            self._apply(order, FillEvent(_residual_fill(order, v, missing)), report="fill")
+        if v.status is OrderStatus.CANCELED and not order.is_terminal:
+            self._apply(order, Canceled(), report="cancel", reason=reason)
+        elif v.status is OrderStatus.FAILED and not order.is_terminal:
+            self._apply(order, Rejected(reason or "venue failed the order"), report="reject", reason=reason)
+
+    def _apply(self, order: Order, event: OrderEvent, report: ReportKind | None = None, fill: Fill | None = None,
+               reason: str = "") -> Transition | None:
+        try:
+            t = order.apply(event, self.clock.now_ms())
+        except IllegalTransition as exc:
+            self.counters["illegal_transitions"] += 1
+            self.log.error("illegal_order_transition", error=str(exc))
+            return None
+        if t is None:
+            return None
+        self._event(order, t)
+        if isinstance(event, FillEvent):
+            self._book_fill(order, event.fill)
+            fill = event.fill
+        if isinstance(event, Rejected | Lost) and not reason:
+            reason = getattr(event, "reason", "lost")
+        if report is not None:
+            self._report(order, report, fill, reason)
+        return t
+
+    def _book_fill(self, order: Order, fill: Fill) -> None:
+        meta = self.meta.get(order.client_order_id)
+        self.portfolio.apply(fill, (meta.strategy_id if meta else None) or order.request.strategy_id)
+
+    def _event(self, order: Order, t: Transition | None, first: bool = False) -> None:
+        meta = self.meta.get(order.client_order_id)
+        self._out.append(self.message(
+            OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict() if t else {},
+            request=request_to_dict(order.request) if first else None,
+            strategy_id=(meta.strategy_id if meta else None) or None, signal_id=meta.signal_id if meta else None,
+        ))
+
+    def _report(self, order: Order, kind: ReportKind, fill: Fill | None, reason: str) -> None:
+        meta = self.meta.get(order.client_order_id)
+        view = VenueOrder(order.client_order_id, order.venue_order_id or "", order.symbol, order.side,
+                          order.request.type, order.quantity, order.request.limit_price, order.status,
+                          order.filled_qty, order.avg_fill_price, order.fees)
+        self._out.append(self.message(
+            ExecutionReport, **report_fields(view, kind, self.venue.name, fill, reason),
+            signal_id=meta.signal_id if meta else None, strategy_id=meta.strategy_id if meta else None,
+            origin_ts_ns=meta.origin_ts_ns if meta else None,
+        ))
+        self.counters[f"reports:{kind}"] += 1
+
+    async def flush(self) -> None:
+        out, self._out = self._out, []
+        if out:
+            await self.bus.publish_many(out)
+
+    def extra_problems(self) -> list[str]:
+        return [f"{len(self.retry)} orders with unknown submit outcome"] if self.retry else []
+
+
+def _residual_fill(order: Order, v: VenueOrder, qty: float) -> Fill:
+    """A venue that reports only cumulative fills (no trade list): book the difference as one fill at the
+    price that makes our average match the venue's."""
+    prev_notional = (order.avg_fill_price or 0.0) * order.filled_qty
+    price = max((v.average_price or 0.0) * v.filled_quantity - prev_notional, 0.0) / qty or (v.average_price or 0.0)
+    return Fill(order.client_order_id, v.venue_order_id, f"{v.venue_order_id}:cum:{v.filled_quantity:.12g}",
+                order.symbol, order.side, qty, price, 0.0, "", Liquidity.TAKER, v.ts_ms)
+
+
+def _prices(msg: Envelope) -> list[tuple[str, float]]:
+    if isinstance(msg, TickBatch):
+        return list(dict(zip(msg.symbols, msg.prices)).items())
+    if isinstance(msg, Bar):
+        return [(msg.symbol, msg.close)]
+    return []

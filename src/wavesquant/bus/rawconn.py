@@ -1,0 +1,194 @@
+"""Raw asyncio RESP connections for the pub/sub hot path: an `asyncio.Protocol` whose replies are parsed by
+hiredis as bytes arrive, with no per-command future. The publisher writes pipelined PUBLISH commands without
+awaiting replies; the subscriber receives pushed messages. Both authenticate and name themselves first."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import hiredis
+import structlog
+
+from wavesquant.bus.resp import RedisAddress
+
+log = structlog.get_logger(__name__)
+
+RepliesHandler = Callable[[list[Any]], None]
+LostHandler = Callable[["RespConnection", Exception | None], None]
+ProtocolFactory = Callable[[], asyncio.Protocol]
+Connector = Callable[[ProtocolFactory], Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]]
+
+_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))  # a dead peer is noticed in ~25 s
+
+
+class HandshakeError(Exception):
+    """Redis refused AUTH or CLIENT SETNAME (wrong password, ACL): retrying at once will not help."""
+
+
+def _ignore_replies(replies: list[Any]) -> None:
+    return None
+
+
+def _ignore_lost(conn: RespConnection, exc: Exception | None) -> None:
+    return None
+
+
+class RespConnection(asyncio.Protocol):
+    """One RESP2 connection. Replies to commands sent with `call` resolve their futures in order; every other
+    complete reply is handed to `on_replies` in one list per chunk of bytes received."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.on_replies: RepliesHandler = _ignore_replies
+        self.on_lost: LostHandler = _ignore_lost
+        self._reader = hiredis.Reader()
+        self._transport: asyncio.Transport | None = None
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol ----------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        replies: list[Any] = []
+        try:
+            reply = reader.gets()
+            while reply is not False:
+                if self._waiters:
+                    fut = self._waiters.popleft()
+                    if not fut.done():
+                        fut.set_result(reply)
+                else:
+                    replies.append(reply)
+                reply = reader.gets()
+        except hiredis.ProtocolError as exc:
+            log.error("resp_protocol_error", conn=self.name, error=str(exc))
+            self.abort()
+            return
+        if replies:
+            self.on_replies(replies)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._writable.set()
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"{self.name}: connection lost"))
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        self.on_lost(self, exc)
+
+    # use ---------------------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    @property
+    def write_paused(self) -> bool:
+        return not self._writable.is_set()
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes on the socket (never blocks). Raises ConnectionError when the connection is gone."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError(f"{self.name}: not connected")
+        transport.write(data)
+
+    async def wait_writable(self) -> None:
+        """Return once the transport's write buffer is below its high-water mark (or the connection is gone)."""
+        await self._writable.wait()
+
+    async def call(self, commands: Sequence[bytes], timeout: float) -> list[Any]:
+        """Send commands (already RESP-encoded) in one write and await their replies, in order. Only for a
+        connection with no unanswered fire-and-forget commands in flight (the handshake)."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        self._waiters.extend(futures)
+        self.write(b"".join(commands))
+        return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+
+    def pause_reading(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def aclose(self) -> None:
+        """Close and wait until the transport reports the connection lost."""
+        if self._transport is not None:
+            self._transport.close()
+        await asyncio.shield(self.closed)
+
+
+def tcp_connector(address: RedisAddress, timeout: float) -> Connector:
+    """The default connector: TCP (with keepalive tuned to notice a dead peer) or a unix socket, TLS for rediss."""
+
+    async def connect(factory: ProtocolFactory) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        loop = asyncio.get_running_loop()
+        if address.path:
+            coro = loop.create_unix_connection(factory, address.path)
+        else:
+            ctx = ssl.create_default_context() if address.tls else None
+            coro = loop.create_connection(factory, address.host, address.port, ssl=ctx)
+        transport, protocol = await asyncio.wait_for(coro, timeout)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                for opt, value in _KEEPALIVE:
+                    if hasattr(socket, opt):
+                        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+            except OSError:  # some transports (e.g. TLS) wrap the socket; keepalive is a nicety
+                pass
+        return transport, protocol
+
+    return connect
+
+
+async def open_connection(
+    connector: Connector,
+    address: RedisAddress,
+    name: str,
+    on_replies: RepliesHandler,
+    on_lost: LostHandler,
+    timeout: float,
+) -> RespConnection:
+    """Connect, authenticate and name the connection; only then install the handlers. Raises OSError /
+    ConnectionError / TimeoutError when Redis is unreachable, HandshakeError when it refuses us."""
+    _, protocol = await connector(lambda: RespConnection(name))
+    assert isinstance(protocol, RespConnection)
+    try:
+        commands = address.handshake(name)
+        if commands:
+            for reply in await protocol.call(commands, timeout):
+                if isinstance(reply, hiredis.ReplyError):
+                    raise HandshakeError(f"{address.describe()} refused connection {name!r}: {reply}")
+    except BaseException:
+        protocol.abort()
+        raise
+    protocol.on_replies = on_replies
+    protocol.on_lost = on_lost
+    return protocol

@@ -1,0 +1,331 @@
+"""The `wq` command line (typer + rich). User errors print one line and exit 2; never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from wavesquant.config import AGENT_NAMES, ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="WavesQuant: multi-agent crypto trading daemon.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+agent_app = typer.Typer(help="Run or control one agent.", no_args_is_help=True)
+channels_app = typer.Typer(help="Inspect bus channels.", no_args_is_help=True)
+config_app = typer.Typer(help="Show or validate configuration.", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
+app.add_typer(channels_app, name="channels")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: config/default.yaml if present).")
+RedisOpt = typer.Option(None, "--redis", help="Redis URL; overrides bus.url and selects the Redis bus.")
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None, redis: str | None = None, need_redis: bool = False,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    o = dict(overrides or {})
+    if redis:
+        o.update({"bus.backend": "redis", "bus.url": redis})
+    try:
+        settings = load_settings(config, o)
+    except ConfigError as exc:
+        fail(str(exc).replace("\n", "\n       "))
+    if need_redis and settings.bus.backend != "redis":
+        settings = load_settings(config, {**o, "bus.backend": "redis"})
+    return settings
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    from wavesquant.runtime import install_event_loop_policy
+
+    install_event_loop_policy()
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except UserError as exc:
+        fail(str(exc))
+    except (ConnectionError, OSError) as exc:
+        fail(f"cannot reach the bus: {exc} (is Redis running? check --redis / bus.url)")
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise AssertionError("unreachable")
+
+
+def _configure_logging(settings: Settings) -> None:
+    from wavesquant.core.logging import configure_logging
+
+    configure_logging(settings.logging.level, settings.logging.json_output)
+
+
+# run -------------------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    config: Path | None = ConfigOpt,
+    redis: str | None = RedisOpt,
+    duration: float | None = typer.Option(None, "--duration", "-d", min=0.1, help="Stop after this many seconds."),
+    replay: list[Path] = typer.Option([], "--replay", help="Replay these CSV files instead of the synthetic market."),
+    speed: float | None = typer.Option(None, "--speed", min=0.001, help="Replay speed in bars per second."),
+    summary: bool = typer.Option(True, help="Print the summary table at the end."),
+) -> None:
+    """Run all seven agents in one process (embedded bus and paper trading by default)."""
+    overrides: dict[str, Any] = {}
+    if replay:
+        missing = [str(p) for p in replay if not p.is_file()]
+        if missing:
+            fail(f"replay file not found: {', '.join(missing)}")
+        overrides["data_feeds.source"] = "replay"
+        overrides["data_feeds.replay.files"] = [{"path": str(p)} for p in replay]
+    if speed is not None:
+        overrides["data_feeds.replay.bars_per_second"] = speed
+    settings = settings_from(config, redis, overrides=overrides)
+    _configure_logging(settings)
+    from wavesquant.runtime import Runtime
+    from wavesquant.summary import print_summary
+
+    async def main() -> int:
+        try:
+            rt = Runtime(settings)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        code = await rt.run(duration)
+        if summary:
+            print_summary(rt, out)
+        return code
+
+    raise typer.Exit(run_async(main))
+
+
+# agent -----------------------------------------------------------------------------------------------------
+def _check_agent(name: str) -> None:
+    if name not in AGENT_NAMES:
+        fail(f"unknown agent {name!r}; agents are: {', '.join(AGENT_NAMES)}")
+
+
+@agent_app.command("run")
+def agent_run(name: str, config: Path | None = ConfigOpt, redis: str | None = RedisOpt) -> None:
+    """Run one agent as a foreground process over Redis (what a container runs)."""
+    _check_agent(name)
+    settings = settings_from(config, redis, need_redis=True)
+    _configure_logging(settings)
+    from wavesquant.runtime import Runtime
+
+    async def main() -> int:
+        try:
+            rt = Runtime(settings, [name])
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        return await rt.run()
+
+    raise typer.Exit(run_async(main))
+
+
+def _control(name: str, command: str, config: Path | None, redis: str | None, timeout: float,
+             args: dict[str, str] | None = None) -> None:
+    target = name if name in ("*", "all") else name
+    if target == "all":
+        target = "*"
+    if target != "*":
+        _check_agent(target)
+    settings = settings_from(config, redis, need_redis=True)
+
+    async def main() -> list[Any]:
+        from wavesquant.messages import Channel, ControlAck, ControlCommand
+        from wavesquant.runtime import make_bus
+        from wavesquant.core.clock import LiveClock
+
+        clock = LiveClock()
+        bus = make_bus(settings, clock)
+        await bus.start()
+        acks: list[ControlAck] = []
+        sub = bus.subscribe([Channel.CONTROL])
+        try:
+            request_id = uuid.uuid4().hex
+            await asyncio.sleep(0.05)  # let the subscription settle before we publish
+            await bus.publish(ControlCommand.create(source="cli", ts_ns=clock.now_ns(), target=target,
+                                                    command=command, request_id=request_id, args=args or {}))
+            expected = 1 if target != "*" else len(AGENT_NAMES)
+
+            async def collect() -> None:
+                async for batch in sub:
+                    acks.extend(m for m in batch if isinstance(m, ControlAck) and m.request_id == request_id)
+                    if len(acks) >= expected:
+                        return
+
+            try:
+                await asyncio.wait_for(collect(), timeout)
+            except TimeoutError:
+                pass
+        finally:
+            await sub.close()
+            await bus.close()
+        return acks
+
+    acks = run_async(main)
+    if not acks:
+        fail(f"no acknowledgement from {target} within {timeout:.0f}s: is the agent running on {settings.bus.url}?", 1)
+    for ack in acks:
+        colour = "green" if ack.ok else "red"
+        out.print(f"[{colour}]{ack.agent}[/]: {command} -> {ack.status}" + (f" ({ack.detail})" if ack.detail else ""))
+    if not all(a.ok for a in acks):
+        raise typer.Exit(1)
+
+
+def _control_command(verb: str) -> None:
+    def command(name: str = typer.Argument(..., help="Agent name, or 'all'."), config: Path | None = ConfigOpt,
+                redis: str | None = RedisOpt, timeout: float = typer.Option(3.0, help="Seconds to wait for the ack.")) -> None:
+        _control(name, verb, config, redis, timeout)
+
+    command.__doc__ = f"Send '{verb}' to a running agent and wait for its acknowledgement."
+    agent_app.command(verb)(command)
+
+
+for _verb in ("start", "stop", "pause", "resume"):
+    _control_command(_verb)
+
+
+@agent_app.command("health")
+def agent_health(name: str, config: Path | None = ConfigOpt, redis: str | None = RedisOpt,
+                 max_age: float = typer.Option(5.0, help="Heartbeat older than this (s) is unhealthy.")) -> None:
+    """Exit 0 if the agent's latest heartbeat is fresh (the container health check)."""
+    _check_agent(name)
+    statuses = _read_statuses(config, redis)
+    hb = statuses.get(name)
+    if hb is None:
+        fail(f"{name}: no heartbeat", 1)
+    age = time.time() - hb.ts_ms / 1000
+    if age > max_age:
+        fail(f"{name}: last heartbeat {age:.1f}s ago", 1)
+    out.print(f"{name}: {hb.status}, heartbeat {age:.1f}s ago")
+
+
+def _read_statuses(config: Path | None, redis: str | None) -> dict[str, Any]:
+    settings = settings_from(config, redis, need_redis=True)
+
+    async def main() -> dict[str, Any]:
+        from wavesquant.core.clock import LiveClock
+        from wavesquant.messages import Heartbeat, decode
+        from wavesquant.runtime import make_bus
+
+        bus = make_bus(settings, LiveClock())
+        await bus.start()
+        try:
+            raw = await bus.get_statuses()
+        finally:
+            await bus.close()
+        result = {}
+        for agent, payload in raw.items():
+            try:
+                msg = decode(payload)
+            except ValueError:
+                continue
+            if isinstance(msg, Heartbeat):
+                result[agent] = msg
+        return result
+
+    return run_async(main)
+
+
+@app.command()
+def status(config: Path | None = ConfigOpt, redis: str | None = RedisOpt) -> None:
+    """Table of every agent's latest heartbeat."""
+    from wavesquant.summary import status_table
+
+    statuses = _read_statuses(config, redis)
+    out.print(status_table(statuses, time.time()))
+    if not statuses:
+        err.print("no heartbeats: no agent is running against this Redis/prefix")
+
+
+# channels --------------------------------------------------------------------------------------------------
+@channels_app.command("list")
+def channels_list(config: Path | None = ConfigOpt, redis: str | None = RedisOpt,
+                  sample: float = typer.Option(2.0, min=0.1, help="Seconds to sample message rates.")) -> None:
+    """Every channel and stream with subscribers / length and the current message rate."""
+    from wavesquant.inspect import sample_channels
+    from wavesquant.summary import channels_table
+
+    settings = settings_from(config, redis, need_redis=True)
+    rows = run_async(lambda: sample_channels(settings, sample))
+    out.print(channels_table(rows, sample))
+
+
+@channels_app.command("tail")
+def channels_tail(channel: str, config: Path | None = ConfigOpt, redis: str | None = RedisOpt,
+                  count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N messages."),
+                  raw: bool = typer.Option(False, help="Print JSON lines instead of pretty output.")) -> None:
+    """Follow one channel or stream, printing validated messages."""
+    from wavesquant.inspect import tail_channel
+    from wavesquant.messages import Channel
+
+    names = [c.value for c in Channel]
+    if channel not in names:
+        fail(f"unknown channel {channel!r}; channels are: {', '.join(names)}")
+    settings = settings_from(config, redis, need_redis=True)
+
+    def show(msg: Any, bad: str | None) -> None:
+        if bad is not None:
+            err.print(f"[red]invalid:[/] {bad}", highlight=False)
+        elif raw:
+            print(msg.model_dump_json(), flush=True)
+        else:
+            out.print_json(msg.model_dump_json())
+
+    run_async(lambda: tail_channel(settings, Channel(channel), show, count))
+
+
+# schema / config -------------------------------------------------------------------------------------------
+@app.command()
+def schema(message_type: str | None = typer.Argument(None, help="One message type (default: all).")) -> None:
+    """Print the JSON Schema of every message type."""
+    from wavesquant.messages import json_schemas
+
+    schemas = json_schemas()
+    if message_type is not None:
+        if message_type not in schemas:
+            fail(f"unknown message type {message_type!r}; types are: {', '.join(sorted(schemas))}")
+        schemas = {message_type: schemas[message_type]}
+    print(json.dumps(schemas, indent=2))
+
+
+@config_app.command("show")
+def config_show(config: Path | None = ConfigOpt) -> None:
+    """Print the effective configuration (file + env overrides + defaults) as YAML."""
+    import yaml
+
+    settings = settings_from(config)
+    print(yaml.safe_dump(json.loads(settings.model_dump_json()), sort_keys=False))
+
+
+@config_app.command("validate")
+def config_validate(config: Path | None = ConfigOpt) -> None:
+    """Check a configuration file; one line per problem."""
+    settings_from(config)
+    out.print("[green]configuration is valid[/]")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

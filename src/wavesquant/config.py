@@ -1,0 +1,298 @@
+"""Typed, frozen configuration: YAML files in config/ validated by pydantic-settings, `WQ_...` env overrides
+(nested keys with `__`, e.g. `WQ_BUS__BACKEND=redis`). Invalid input gives one line per problem naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from wavesquant.core.tiers import Tier
+from wavesquant.risk.limits import BreakerLimits, RiskLimits
+
+AGENT_NAMES = (
+    "data_feeds",
+    "market_conditions",
+    "intelligence",
+    "strategy_engine",
+    "risk",
+    "execution",
+    "core",
+)
+
+# Every loop of every agent with its tier and default interval (seconds). DESIGN.md is the source.
+LOOPS: dict[str, dict[str, tuple[Tier, float]]] = {
+    "data_feeds": {
+        "hft_data_feeds": (Tier.HFT, 0.010),
+        "fast_strategy_feeds": (Tier.FAST, 0.100),
+        "tactical_intelligence_feeds": (Tier.TACTICAL, 1.0),
+        "strategic_macro_feeds": (Tier.STRATEGIC, 60.0),
+    },
+    "market_conditions": {
+        "market_anomaly_scanner": (Tier.TACTICAL, 1.0),
+        "supply_demand_imbalance_detector": (Tier.TACTICAL, 5.0),
+        "regime_change_predictor": (Tier.TACTICAL, 30.0),
+        "strange_behavior_analyzer": (Tier.STRATEGIC, 60.0),
+    },
+    "intelligence": {
+        "arbitrage_intelligence": (Tier.HFT, 0.010),
+        "statistical_intelligence": (Tier.FAST, 1.0),
+        "trend_intelligence": (Tier.TACTICAL, 5.0),
+        "macro_intelligence": (Tier.STRATEGIC, 60.0),
+    },
+    "strategy_engine": {
+        "strategy_application": (Tier.FAST, 0.100),
+        "strategy_optimization": (Tier.TACTICAL, 10.0),
+        "performance_monitoring": (Tier.TACTICAL, 30.0),
+        "composition_trigger_monitor": (Tier.STRATEGIC, 300.0),
+    },
+    "risk": {
+        "ultra_fast_protection": (Tier.HFT, 0.010),
+        "pre_trade_validation": (Tier.FAST, 0.100),
+        "portfolio_monitoring": (Tier.TACTICAL, 1.0),
+    },
+    "execution": {
+        "hft_execution": (Tier.HFT, 0.010),
+        "fast_execution": (Tier.FAST, 0.100),
+        "strategic_execution": (Tier.TACTICAL, 10.0),
+    },
+    "core": {
+        "signal_routing": (Tier.FAST, 0.100),
+        "agent_health_monitoring": (Tier.TACTICAL, 30.0),
+        "learning_coordination": (Tier.STRATEGIC, 300.0),
+    },
+}
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BusSettings(Frozen):
+    backend: Literal["embedded", "redis"] = "embedded"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(default="wq:", pattern=r"^[A-Za-z0-9_\-:.]{0,40}$")
+    stream_maxlen: int = Field(default=100_000, ge=100)
+    event_log_maxlen: int = Field(default=1_000_000, ge=1000)
+
+
+class LoggingSettings(Frozen):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_output: bool = False
+
+
+class AgentSettings(Frozen):
+    """Per-agent: loop intervals (seconds) overriding the defaults; each must lie in its tier's range."""
+
+    loops: dict[str, float] = Field(default_factory=dict)
+
+
+class ReplayFile(Frozen):
+    path: Path
+    exchange: str | None = None  # default: from the file name (binance_BTCUSDT_1m.csv)
+    symbol: str | None = None
+    timeframe: str | None = None
+
+
+class ReplaySettings(Frozen):
+    files: list[ReplayFile] = Field(default_factory=list)
+    bars_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    ticks_per_second: float = Field(default=1000.0, gt=0, le=1_000_000)
+    loop: bool = False
+
+
+class SyntheticSettings(Frozen):
+    exchange: str = "synthetic"
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT"])
+    start_prices: list[float] = Field(default_factory=lambda: [60_000.0, 3_000.0, 150.0])
+    seed: int = 7
+    vol_per_tick: float = Field(default=0.0008, gt=0, lt=0.1)
+    correlation: float = Field(default=0.6, ge=-0.99, le=0.99)
+    ticks_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    bar_timeframe: str = "1s"
+
+    @model_validator(mode="after")
+    def _prices_match(self) -> SyntheticSettings:
+        if len(self.start_prices) != len(self.symbols):
+            raise ValueError(f"{len(self.symbols)} symbols but {len(self.start_prices)} start_prices")
+        return self
+
+
+class DataFeedSettings(AgentSettings):
+    source: Literal["synthetic", "replay"] = "synthetic"
+    synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+
+
+class MarketConditionSettings(AgentSettings):
+    jump_window: int = Field(default=60, ge=5)
+    jump_z: float = Field(default=5.0, gt=0)
+    volume_window: int = Field(default=60, ge=5)
+    volume_multiple: float = Field(default=5.0, gt=1)
+
+
+class IntelligenceSettings(AgentSettings):
+    trend_fast: int = Field(default=10, ge=2)
+    trend_slow: int = Field(default=30, ge=3)
+    history: int = Field(default=500, ge=10)
+
+
+class StrategyInstance(Frozen):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    kind: str
+    exchange: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StrategyEngineSettings(AgentSettings):
+    strategies: list[StrategyInstance] = Field(
+        default_factory=lambda: [
+            StrategyInstance(id="trend_btc", kind="ma_crossover",
+                             params={"symbols": ["BTC/USDT"], "fast": 5, "slow": 20, "quantity": 0.01}),
+            StrategyInstance(id="trend_eth", kind="ma_crossover",
+                             params={"symbols": ["ETH/USDT"], "fast": 5, "slow": 20, "quantity": 0.2}),
+        ]
+    )
+    signal_ttl_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_ids(cls, v: list[StrategyInstance]) -> list[StrategyInstance]:
+        ids = [s.id for s in v]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate strategy ids: {sorted(dupes)}")
+        return v
+
+
+class RiskSettings(AgentSettings):
+    limits: RiskLimits = Field(default_factory=RiskLimits)
+    breakers: BreakerLimits = Field(default_factory=BreakerLimits)
+    starting_equity: float = Field(default=100_000.0, gt=0)
+
+
+class PaperVenueSettings(Frozen):
+    maker_fee: float = Field(default=0.0002, ge=-0.01, le=0.01)
+    taker_fee: float = Field(default=0.0005, ge=0, le=0.01)
+    latency_ms: int = Field(default=0, ge=0, le=10_000)
+    balances: dict[str, float] = Field(default_factory=lambda: {"USDT": 100_000.0})
+    persist: bool = Field(default=True, description="keep paper orders and fills in Redis (redis bus only)")
+
+
+class CcxtVenueSettings(Frozen):
+    exchange_id: str = "binance"
+    sandbox: bool = True
+    live: bool = False  # real money: needs --live and a confirmation on the command line as well
+
+
+class ExecutionSettings(AgentSettings):
+    venue: Literal["paper", "ccxt"] = "paper"
+    paper: PaperVenueSettings = Field(default_factory=PaperVenueSettings)
+    ccxt: CcxtVenueSettings = Field(default_factory=CcxtVenueSettings)
+    creation_timeout_s: float = Field(default=10.0, gt=0)
+    cancel_timeout_s: float = Field(default=10.0, gt=0)
+    reclaim_idle_ms: int = Field(default=5_000, ge=100)
+
+
+class CoreSettings(AgentSettings):
+    silence_timeout_s: float = Field(default=5.0, gt=0)
+    signal_history: int = Field(default=100_000, ge=100)
+
+
+class HeartbeatSettings(Frozen):
+    interval_s: float = Field(default=1.0, gt=0, le=60)
+    ttl_s: int = Field(default=10, ge=2)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WQ_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    bus: BusSettings = Field(default_factory=BusSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)
+    data_feeds: DataFeedSettings = Field(default_factory=DataFeedSettings)
+    market_conditions: MarketConditionSettings = Field(default_factory=MarketConditionSettings)
+    intelligence: IntelligenceSettings = Field(default_factory=IntelligenceSettings)
+    strategy_engine: StrategyEngineSettings = Field(default_factory=StrategyEngineSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    core: CoreSettings = Field(default_factory=CoreSettings)
+
+    @model_validator(mode="after")
+    def _loops_in_tier_range(self) -> Settings:
+        problems = []
+        for agent, loops in LOOPS.items():
+            overrides: dict[str, float] = getattr(self, agent).loops
+            for name, interval in overrides.items():
+                if name not in loops:
+                    problems.append(f"{agent}.loops.{name}: unknown loop (known: {', '.join(loops)})")
+                    continue
+                lo, hi = loops[name][0].interval_range_s
+                if not lo <= interval <= hi:
+                    problems.append(f"{agent}.loops.{name}: {interval}s outside the {loops[name][0]} tier ({lo}-{hi}s)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def loop_interval(self, agent: str, loop: str) -> float:
+        return getattr(self, agent).loops.get(loop, LOOPS[agent][loop][1])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env overrides the YAML file (passed as init kwargs)
+        return (env_settings, init_settings, file_secret_settings)
+
+
+class ConfigError(Exception):
+    """A user-facing configuration problem; str() is one line per problem."""
+
+
+DEFAULT_CONFIG = Path("config/default.yaml")
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load YAML (default config/default.yaml when present), apply env `WQ_...` and explicit overrides."""
+    data: dict[str, Any] = {}
+    file = path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"config file {file} not found: pass an existing file with --config")
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{file}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: top level must be a mapping of sections (bus:, risk:, ...)")
+        data = loaded
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, file)) from None
+
+
+def format_validation_error(exc: ValidationError, file: Path | None = None) -> str:
+    origin = f"{file}: " if file else ""
+    lines = []
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        value = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict | list) else ""
+        lines.append(f"{origin}{key}: {err['msg']}{value}")
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""The paper venue: the Venue interface over the MatchingEngine, with state kept in a PaperStore.
+
+Like an exchange, it outlives its clients: every order, fill and balance change is committed to the store (one
+atomic commit per call), and `connect` reloads them, so a restarted venue knows every order it was ever sent and
+never fills one twice. Market data (not persisted) must be fed again after a restart.
+
+Balances use spot semantics: a buy adds base and pays quote, a sell the reverse, fees are paid in the fee
+currency; no funds check is made (balances may go negative). Positions are the signed net base quantity per
+symbol from the fills.
+
+Time: `clock()` (ms) if given, else event time: the latest market data or request timestamp seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from numpy.typing import ArrayLike
+from redis.exceptions import RedisError
+
+from wavesquant.execution.market_rules import RejectCode, split_symbol
+from wavesquant.execution.matching import MatchingEngine, PaperOrder
+from wavesquant.execution.orders import qty_tol
+from wavesquant.execution.venues.base import (
+    Fill,
+    OrderNotFound,
+    OrderRejected,
+    OrderRequest,
+    Venue,
+    VenueOrder,
+    VenueUnavailable,
+)
+from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore
+
+
+class PaperVenue(Venue):
+    def __init__(
+        self,
+        engine: MatchingEngine | None = None,
+        store: PaperStore | None = None,
+        starting_balances: Mapping[str, float] | None = None,
+        clock: Callable[[], int] | None = None,
+        name: str = "paper",
+    ) -> None:
+        self.name = name
+        self.engine = engine or MatchingEngine()
+        self._store: PaperStore = store or InMemoryPaperStore()
+        self._starting_balances = dict(starting_balances or {})
+        self._clock = clock
+        self._event_ts_ms = 0
+        self._lock = asyncio.Lock()
+        self._connected = False
+        self._fills: list[Fill] = []
+        self._fill_ids: set[str] = set()
+        self._balances: dict[str, float] = {}
+        self._positions: dict[str, float] = {}
+        self._dirty_orders: dict[str, PaperOrder] = {}
+        self._unsaved_fills: list[Fill] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Load the stored state (once); a fresh store starts from `starting_balances`."""
+        async with self._lock:
+            if self._connected:
+                return
+            snapshot = await self._store.load()
+            self.engine.restore(PaperOrder.from_dict(o) for o in snapshot.orders)
+            self._balances = dict(self._starting_balances if snapshot.balances is None else snapshot.balances)
+            for fill in snapshot.fills:
+                self._fill_ids.add(fill.fill_id)
+                self._fills.append(fill)
+                self._positions[fill.symbol] = self._positions.get(fill.symbol, 0.0) + fill.side.sign * fill.quantity
+            self._connected = True
+
+    async def close(self) -> None:
+        """Flush anything a failed commit left unsaved (best effort), then disconnect."""
+        async with self._lock:
+            if self._connected and (self._dirty_orders or self._unsaved_fills):
+                try:
+                    await self._flush()
+                except VenueUnavailable:
+                    pass
+            self._connected = False
+
+    # --- orders -------------------------------------------------------------------------------------------
+
+    async def submit(self, request: OrderRequest) -> VenueOrder:
+        """Idempotent by client order id; reduce-only is checked here against the current position."""
+        async with self._lock:
+            self._require_connected()
+            ts = self._now(request.ts_ms)
+            try:
+                self.engine.advance(ts)
+                self._absorb()
+                if request.reduce_only and self.engine.get(request.client_order_id) is None:
+                    self._check_reduce_only(request)
+                order, _ = self.engine.submit(request, ts)
+            finally:
+                await self._commit()
+            return order
+
+    async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder:
+        async with self._lock:
+            self._require_connected()
+            known = self.engine.get(client_order_id)
+            if known is None or known.symbol != symbol:
+                raise OrderNotFound(f"{client_order_id} ({symbol})")
+            try:
+                order, _ = self.engine.cancel(client_order_id, self._now())
+            finally:
+                await self._commit()
+            return order
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        self._require_connected()
+        order = self.engine.get(client_order_id)
+        return order if order is not None and order.symbol == symbol else None
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
+        self._require_connected()
+        return self.engine.open_orders(symbol)
+
+    async def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None) -> list[Fill]:
+        self._require_connected()
+        return [
+            f
+            for f in self._fills
+            if (symbol is None or f.symbol == symbol) and (since_ms is None or f.ts_ms >= since_ms)
+        ]
+
+    async def fetch_balances(self) -> dict[str, float]:
+        self._require_connected()
+        return dict(self._balances)
+
+    async def fetch_positions(self) -> dict[str, float]:
+        self._require_connected()
+        return {s: q for s, q in self._positions.items() if abs(q) > qty_tol(q)}
+
+    def last_price(self, symbol: str) -> float | None:
+        return self.engine.last_price(symbol)
+
+    # --- market data (passed to the engine; resulting fills are persisted) -----------------------------------
+
+    async def on_book(self, symbol: str, ts_ms: int, bids: ArrayLike, asks: ArrayLike) -> list[Fill]:
+        return await self._feed(ts_ms, self.engine.on_book, symbol, ts_ms, bids, asks)
+
+    async def on_quote(
+        self, symbol: str, ts_ms: int, bid: float, ask: float, bid_size: float, ask_size: float
+    ) -> list[Fill]:
+        return await self._feed(ts_ms, self.engine.on_quote, symbol, ts_ms, bid, ask, bid_size, ask_size)
+
+    async def on_trade(self, symbol: str, ts_ms: int, price: float, size: float) -> list[Fill]:
+        return await self._feed(ts_ms, self.engine.on_trade, symbol, ts_ms, price, size)
+
+    async def on_bar(
+        self, symbol: str, ts_ms: int, open: float, high: float, low: float, close: float, volume: float
+    ) -> list[Fill]:
+        return await self._feed(ts_ms, self.engine.on_bar, symbol, ts_ms, open, high, low, close, volume)
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    async def _feed(self, ts_ms: int, handler: Callable[..., list[Fill]], *args: Any) -> list[Fill]:
+        async with self._lock:
+            self._require_connected()
+            self._event_ts_ms = max(self._event_ts_ms, ts_ms)
+            try:
+                return handler(*args)
+            finally:
+                await self._commit()
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise VenueUnavailable(f"{self.name}: not connected")
+
+    def _now(self, request_ts_ms: int = 0) -> int:
+        if self._clock is not None:
+            return int(self._clock())
+        self._event_ts_ms = max(self._event_ts_ms, request_ts_ms)
+        return self._event_ts_ms
+
+    def _check_reduce_only(self, request: OrderRequest) -> None:
+        position = self._positions.get(request.symbol, 0.0)
+        reduces = position * request.side.sign < 0
+        if not reduces or request.quantity > abs(position) + qty_tol(position):
+            raise OrderRejected(
+                RejectCode.REDUCE_ONLY.value,
+                f"{request.client_order_id}: {request.side.value} {request.quantity} does not reduce {position}",
+            )
+
+    def _absorb(self) -> None:
+        """Take the engine's changes: book new fills into fills, balances and positions; mark orders dirty."""
+        changed, fills = self.engine.drain_changes()
+        for order in changed:
+            self._dirty_orders[order.client_order_id] = order
+        for fill in fills:
+            if fill.fill_id in self._fill_ids:
+                continue
+            self._fill_ids.add(fill.fill_id)
+            self._fills.append(fill)
+            self._unsaved_fills.append(fill)
+            self._book(fill)
+
+    async def _commit(self) -> None:
+        """Absorb the engine's changes, then persist everything not yet saved (one atomic store commit)."""
+        self._absorb()
+        if self._dirty_orders or self._unsaved_fills:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        try:
+            await self._store.commit(
+                [o.to_dict() for o in self._dirty_orders.values()], self._unsaved_fills, self._balances
+            )
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise VenueUnavailable(f"{self.name}: state not persisted ({exc}); will retry") from exc
+        self._dirty_orders.clear()
+        self._unsaved_fills = []
+
+    def _book(self, fill: Fill) -> None:
+        base, quote = split_symbol(fill.symbol)
+        sign = fill.side.sign
+        self._balances[base] = self._balances.get(base, 0.0) + sign * fill.quantity
+        self._balances[quote] = self._balances.get(quote, 0.0) - sign * fill.quantity * fill.price
+        self._balances[fill.fee_currency] = self._balances.get(fill.fee_currency, 0.0) - fill.fee
+        self._positions[fill.symbol] = self._positions.get(fill.symbol, 0.0) + sign * fill.quantity

@@ -1,0 +1,56 @@
+"""The wire contract: every message the agents exchange, one discriminated union, one registry."""
+
+from wavesquant.messages.envelope import SCHEMA_VERSION, Envelope
+from wavesquant.messages.market import Bar, TickBatch
+from wavesquant.messages.orders import (
+    CancelOrder,
+    Denial,
+    ExecutionReport,
+    NewOrder,
+    OrderIntent,
+    OrderSpec,
+    OrderTransition,
+    RiskDecision,
+)
+from wavesquant.messages.registry import (
+    MESSAGE_TYPES,
+    PUBSUB_CHANNELS,
+    ROUTES,
+    STREAMS,
+    Channel,
+    Message,
+    Route,
+    Transport,
+    decode,
+    encode,
+    json_schemas,
+    route_of,
+)
+from wavesquant.messages.signals import (
+    SEVERITY_RANK,
+    ArbitrageOpportunity,
+    MarketAnomaly,
+    ProbeSignal,
+    StatisticalOpportunity,
+    TradeSignal,
+    TrendAssessment,
+    TrendSignal,
+)
+from wavesquant.messages.system import (
+    ControlAck,
+    ControlCommand,
+    Heartbeat,
+    LearningUpdate,
+    LoopStats,
+    RiskAlert,
+    SignalEvent,
+)
+
+__all__ = [
+    "SCHEMA_VERSION", "Envelope", "Bar", "TickBatch", "CancelOrder", "Denial", "ExecutionReport", "NewOrder",
+    "OrderIntent", "OrderSpec", "OrderTransition", "RiskDecision", "MESSAGE_TYPES", "PUBSUB_CHANNELS", "ROUTES", "STREAMS", "Channel",
+    "Message", "Route", "Transport", "decode", "encode", "json_schemas", "route_of", "SEVERITY_RANK",
+    "ArbitrageOpportunity", "MarketAnomaly", "ProbeSignal", "StatisticalOpportunity", "TradeSignal",
+    "TrendAssessment", "TrendSignal", "ControlAck", "ControlCommand", "Heartbeat", "LearningUpdate", "LoopStats",
+    "RiskAlert", "SignalEvent",
+]

@@ -1,0 +1,75 @@
+"""Market data messages: tick batches (HFT path) and bars."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from wavesquant.messages.envelope import Envelope
+from wavesquant.messages.fields import (
+    MAX_BATCH,
+    EpochMs,
+    FiniteFloat,
+    Name,
+    Price,
+    Quantity,
+    Symbol,
+)
+
+
+class TickBatch(Envelope):
+    """A batch of ticks from one venue, columnar so the HFT path can load it into numpy without a Python loop.
+    Column i of every list describes tick i. `bids`/`asks` are present for quote ticks."""
+
+    type: Literal["tick_batch"] = "tick_batch"
+    exchange: Name
+    symbols: list[Symbol] = Field(min_length=1, max_length=MAX_BATCH)
+    event_ts_ms: list[EpochMs] = Field(min_length=1, max_length=MAX_BATCH)
+    prices: list[Price] = Field(min_length=1, max_length=MAX_BATCH)
+    sizes: list[Quantity] = Field(min_length=1, max_length=MAX_BATCH)
+    bids: list[Price] | None = Field(default=None, max_length=MAX_BATCH)
+    asks: list[Price] | None = Field(default=None, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _columns_align(self) -> Self:
+        n = len(self.symbols)
+        columns = {"event_ts_ms": self.event_ts_ms, "prices": self.prices, "sizes": self.sizes}
+        if self.bids is not None:
+            columns["bids"] = self.bids
+        if self.asks is not None:
+            columns["asks"] = self.asks
+        for name, column in columns.items():
+            if len(column) != n:
+                raise ValueError(f"{name} has {len(column)} entries, symbols has {n}")
+        if self.bids is not None and self.asks is not None:
+            if any(b > a for b, a in zip(self.bids, self.asks)):
+                raise ValueError("a bid is above its ask (crossed quote)")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+class Bar(Envelope):
+    """One closed OHLCV bar; `open_ts_ms` is the bar's open time."""
+
+    type: Literal["bar"] = "bar"
+    exchange: Name
+    symbol: Symbol
+    timeframe: str = Field(pattern=r"^[1-9][0-9]{0,3}(s|m|h|d)$")
+    open_ts_ms: EpochMs
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Quantity
+
+    @model_validator(mode="after")
+    def _ohlc_consistent(self) -> Self:
+        if self.low > min(self.open, self.close) or self.high < max(self.open, self.close):
+            raise ValueError(f"inconsistent OHLC: low {self.low} high {self.high} open {self.open} close {self.close}")
+        return self
+
+
+__all__ = ["Bar", "TickBatch", "FiniteFloat"]

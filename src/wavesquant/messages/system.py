@@ -1,0 +1,98 @@
+"""System messages: heartbeats, control, risk alerts, learning updates and lifecycle events."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wavesquant.messages.envelope import Envelope
+from wavesquant.messages.fields import MAX_LIST, FiniteFloat, Identifier, Name, ShortText, Symbol, Text
+from wavesquant.types import SignalState
+
+AgentStatus = Literal["starting", "running", "paused", "stopped", "degraded"]
+
+
+class LoopStats(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    tier: Name
+    interval_s: float = Field(gt=0)
+    runs: int = Field(ge=0)
+    failures: int = Field(ge=0)
+    consecutive_failures: int = Field(ge=0)
+    overruns: int = Field(ge=0)
+    last_ms: float = Field(ge=0)
+    mean_ms: float = Field(ge=0)
+    max_ms: float = Field(ge=0)
+
+
+class Heartbeat(Envelope):
+    type: Literal["heartbeat"] = "heartbeat"
+    agent: Name
+    status: AgentStatus
+    pid: int = Field(ge=0)
+    host: ShortText
+    uptime_s: float = Field(ge=0)
+    loops: list[LoopStats] = Field(default_factory=list, max_length=MAX_LIST)
+    queue_depths: dict[Name, int] = Field(default_factory=dict, max_length=MAX_LIST)
+    counters: dict[ShortText, int] = Field(default_factory=dict, max_length=256)
+    bus_connected: bool = True
+    problems: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST)
+
+
+ControlVerb = Literal["start", "stop", "pause", "resume", "kill", "resume_trading"]
+
+
+class ControlCommand(Envelope):
+    """An operator command for one agent (`target`) or all (`*`)."""
+
+    type: Literal["control_command"] = "control_command"
+    target: str = Field(pattern=r"^(\*|[a-z][a-z0-9_]{0,63})$")
+    command: ControlVerb
+    request_id: Identifier
+    args: dict[Name, ShortText] = Field(default_factory=dict, max_length=16)
+
+
+class ControlAck(Envelope):
+    type: Literal["control_ack"] = "control_ack"
+    request_id: Identifier
+    agent: Name
+    command: ControlVerb
+    ok: bool
+    status: AgentStatus
+    detail: ShortText = ""
+
+
+class RiskAlert(Envelope):
+    type: Literal["risk_alert"] = "risk_alert"
+    level: Literal["info", "warning", "critical"]
+    code: Name
+    message: Text
+    trading_state: Name
+    symbols: list[Symbol] = Field(default_factory=list, max_length=MAX_LIST)
+
+
+class LearningUpdate(Envelope):
+    """Outcome feedback for a strategy (performance metrics per strategy instance)."""
+
+    type: Literal["learning_update"] = "learning_update"
+    strategy_id: Name
+    metrics: dict[Name, FiniteFloat] = Field(default_factory=dict, max_length=64)
+    signal_id: Identifier | None = None
+    note: ShortText = ""
+
+
+class SignalEvent(Envelope):
+    """One signal lifecycle transition, recorded by core in the event log."""
+
+    type: Literal["signal_event"] = "signal_event"
+    signal_id: Identifier
+    signal_type: Name
+    strategy_id: Name | None = None
+    symbol: Symbol | None = None
+    from_state: SignalState | None
+    to_state: SignalState
+    reason: ShortText = ""
+    signal_expires_at_ms: int | None = Field(default=None, ge=0)

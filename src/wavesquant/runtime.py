@@ -1,0 +1,98 @@
+"""Running agents: one process with any subset of the seven agents, on the embedded bus or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import signal
+from collections.abc import Sequence
+
+import structlog
+
+from wavesquant.agents.base import Agent
+from wavesquant.bus.base import Bus
+from wavesquant.config import AGENT_NAMES, Settings
+from wavesquant.core.clock import Clock, LiveClock
+
+log = structlog.get_logger(__name__)
+
+_AGENT_CLASSES = {
+    "data_feeds": "wavesquant.agents.data_feeds:DataFeedsAgent",
+    "market_conditions": "wavesquant.agents.market_conditions:MarketConditionsAgent",
+    "intelligence": "wavesquant.agents.intelligence:IntelligenceAgent",
+    "strategy_engine": "wavesquant.agents.strategy_engine:StrategyEngineAgent",
+    "risk": "wavesquant.agents.risk:RiskAgent",
+    "execution": "wavesquant.agents.execution:ExecutionAgent",
+    "core": "wavesquant.agents.core:CoreAgent",
+}
+assert tuple(_AGENT_CLASSES) == AGENT_NAMES
+
+
+def agent_class(name: str) -> type[Agent]:
+    if name not in _AGENT_CLASSES:
+        raise ValueError(f"unknown agent {name!r}; agents are: {', '.join(AGENT_NAMES)}")
+    module, _, cls = _AGENT_CLASSES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def make_bus(settings: Settings, clock: Clock) -> Bus:
+    from wavesquant.bus.factory import make_bus as factory
+
+    b = settings.bus
+    return factory(b.backend, b.url, b.prefix, stream_maxlen=b.stream_maxlen, event_log_maxlen=b.event_log_maxlen,
+                   clock=clock)
+
+
+def install_event_loop_policy() -> None:
+    """uvloop where available (it is the faster loop; plain asyncio otherwise)."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+class Runtime:
+    """Builds the bus and agents, runs them until a signal, `stop()` or the duration ends, then shuts down
+    gracefully (each agent drains, publishes a final `stopped` heartbeat and cleans up)."""
+
+    def __init__(self, settings: Settings, names: Sequence[str] = AGENT_NAMES, clock: Clock | None = None,
+                 bus: Bus | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or LiveClock()
+        self.bus = bus or make_bus(settings, self.clock)
+        self.agents: list[Agent] = [agent_class(n)(settings, self.bus, self.clock) for n in names]
+        self._stop = asyncio.Event()
+
+    def agent(self, name: str) -> Agent:
+        return next(a for a in self.agents if a.name == name)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, duration_s: float | None = None) -> int:
+        """Returns 0 after a clean shutdown, 1 if an agent crashed (every other agent is then shut down too)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await self.bus.start()
+        tasks = [asyncio.create_task(a.run(), name=f"agent:{a.name}") for a in self.agents]
+        waiter = asyncio.create_task(self._stop.wait())
+        crashed = False
+        try:
+            done, _ = await asyncio.wait([waiter, *tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not waiter and t.exception() is not None:
+                    crashed = True
+                    log.error("agent_crashed", task=t.get_name(), error=f"{type(t.exception()).__name__}: {t.exception()}")
+        finally:
+            for a in self.agents:
+                a.shutdown()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            waiter.cancel()
+            await self.bus.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        return 1 if crashed else 0
