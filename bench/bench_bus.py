@@ -55,8 +55,9 @@ def quiet_logs() -> None:
 def opportunity(seq: int, ts_ns: int, msg_id: str | None = None) -> ArbitrageOpportunity:
     ts_ms = ts_ns // 1_000_000
     return ArbitrageOpportunity.create(
-        source="bench", ts_ns=ts_ns, msg_id=msg_id or f"m{seq}", symbol="BTC/USDT", exchanges=["binance", "kraken"],
-        price_diff=1.25, max_latency=50, execution_priority=5, expiry=ts_ms + 60_000,
+        source="bench", ts_ns=ts_ns, msg_id=msg_id or f"m{seq}", symbol="BTC/USDT",
+        exchanges=["binance", "kraken"], price_diff=1.25, max_latency=50, execution_priority=5,
+        expiry=ts_ms + 60_000,
     )
 
 
@@ -171,7 +172,8 @@ def relay_chain(url: str, rate: int, seconds: float) -> dict[str, float]:
         procs.append(ctx.Process(target=relay_main, args=(url, base, hop, ready, results), daemon=True))
         readies.append(ready)
     ready = ctx.Event()
-    procs.append(ctx.Process(target=sink_main, args=(url, base, ready, results, warmup, seconds + 30), daemon=True))
+    sink_args = (url, base, ready, results, warmup, seconds + 30)
+    procs.append(ctx.Process(target=sink_main, args=sink_args, daemon=True))
     readies.append(ready)
     for p in procs:
         p.start()

@@ -27,6 +27,7 @@ import asyncio
 import copy
 import json
 import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,13 @@ class _Route:
 
 @dataclass(slots=True)
 class _Fault:
-    nth: int
+    remaining: int  # matching requests still to let through before this one
     kind: FaultKind
+    method: str | None = None
+    path: str | None = None
+
+    def matches(self, request: SeenRequest) -> bool:
+        return (self.method is None or request.method == self.method) and (self.path is None or request.path == self.path)
 
 
 class ExchangeFixtures:
@@ -230,13 +236,29 @@ class LoopbackExchange:
         return node
 
     # -- faults ----------------------------------------------------------------------------------------------
-    def inject_fault(self, nth: int, kind: FaultKind) -> None:
-        """Fault on the `nth` request from now on (1 = the next request).
+    def inject_fault(self, nth: int, kind: FaultKind, *, method: str | None = None, path: str | None = None) -> None:
+        """Fault on the `nth` request from now on (1 = the next request); with `method` and/or `path`, on the
+        nth request of that kind only (other requests, e.g. a polling loop's, pass untouched).
 
         drop_before: close the connection without processing; drop_after: process the request (e.g. place
         the order) and close the connection instead of answering; timeout: never answer.
         """
-        self._faults.append(_Fault(len(self.requests) + nth, kind))
+        if nth < 1:
+            raise ValueError("nth counts from 1 (the next matching request)")
+        self._faults.append(_Fault(nth, kind, method, path))
+
+    def _take_fault(self, request: SeenRequest) -> _Fault | None:
+        hit = None
+        for fault in self._faults:
+            if fault.matches(request):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    if hit is None:
+                        hit = fault
+                    else:  # two faults for the same request: the later one takes the next matching request
+                        fault.remaining = 1
+        self._faults = [f for f in self._faults if f.remaining > 0]
+        return hit
 
     def count(self, verb: str, path: str) -> int:
         return sum(1 for r in self.requests if r.method == verb and r.path == path)
@@ -252,7 +274,7 @@ class LoopbackExchange:
                 params.update({k: str(v) for k, v in json.loads(raw).items()})
         request = SeenRequest(http.method, http.path, params)
         self.requests.append(request)
-        fault = next((f for f in self._faults if f.nth == len(self.requests)), None)
+        fault = self._take_fault(request)
         if fault is not None and fault.kind == "timeout":
             await self._never.wait()
         if fault is not None and fault.kind == "drop_before":
@@ -312,6 +334,22 @@ def _num(value: float) -> str:
     return f"{value:.8f}"
 
 
+def _is_linear(market: dict[str, Any]) -> bool:
+    return market.get("type") in ("swap", "future") and bool(market.get("linear"))
+
+
+def _is_inverse(market: dict[str, Any]) -> bool:
+    return market.get("type") in ("swap", "future") and bool(market.get("inverse"))
+
+
+# exchangeInfo per API family (spot, USD-M futures, COIN-M futures): which recorded markets each lists
+_EXCHANGE_INFO: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "/api/v3/exchangeInfo": lambda m: m.get("type") == "spot",
+    "/fapi/v1/exchangeInfo": _is_linear,
+    "/dapi/v1/exchangeInfo": _is_inverse,
+}
+
+
 @dataclass
 class BinanceSpotBook:
     """Binance spot orders placed during a test, in Binance's recorded wire formats.
@@ -319,6 +357,11 @@ class BinanceSpotBook:
     Templates: the recorded spot createOrder answer (POST /api/v3/order), the recorded spot fetchOrder
     answer (GET /api/v3/order) and the recorded spot trade (GET /api/v3/myTrades). Error bodies use Binance's
     documented codes: -2013 "Order does not exist.", -2011 "Unknown order sent.", -2010 for rejected orders.
+
+    The recorded open spot order (GET /api/v3/openOrders) is in the book from the start, so it can be fetched
+    and cancelled by its client order id like any other. ``exchangeInfo`` (spot, USD-M and COIN-M) is served
+    from the ``info`` of the recorded markets, so a ccxt client that was not `attach`ed (another process,
+    pointed here by URL) loads the same markets through ccxt's own parser.
     """
 
     fixtures: ExchangeFixtures
@@ -327,6 +370,7 @@ class BinanceSpotBook:
     created: int = 0  # orders actually placed
     reject_next: tuple[int, str] | None = None  # (code, msg) for the next create
     lagging_queries: int = 0  # answer this many next order queries "does not exist" (index lag)
+    not_found: Counter[str] = field(default_factory=Counter)  # "does not exist" answers per client order id
     now_ms: int = 1_700_000_000_000
     _next_order_id: int = 9_100_000_001
     _next_trade_id: int = 500_000_001
@@ -335,6 +379,18 @@ class BinanceSpotBook:
         self._create_tpl = self.fixtures.response("createOrder", "spot +selfTradePrevention +iceberg")
         self._query_tpl = self.fixtures.response("fetchOrder", "Fetch spot closed order")
         self._trade_tpl = self.fixtures.response("fetchMyTrades", "Spot private trade")[0]
+        for order in self.fixtures.response("fetchOpenOrders", "Fetch spot open orders"):
+            self.orders[order["clientOrderId"]] = order
+
+    def _exchange_info(self, path: str) -> Reply:
+        """Binance's exchangeInfo answer for one API family, from the recorded markets' raw entries."""
+        wanted = _EXCHANGE_INFO[path]
+        symbols: dict[str, Any] = {}
+        for market in self.fixtures.markets.values():
+            if wanted(market) and market.get("info"):
+                symbols.setdefault(market["info"]["symbol"], copy.deepcopy(market["info"]))
+        return Reply(200, {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [], "exchangeFilters": [],
+                           "symbols": list(symbols.values())})
 
     def _tick(self) -> int:
         self.now_ms += 1
@@ -346,6 +402,8 @@ class BinanceSpotBook:
 
     def handle(self, request: SeenRequest, static: Callable[[SeenRequest], Any | None]) -> Reply | None:
         path, verb = request.path, request.method
+        if path in _EXCHANGE_INFO and verb == "GET":
+            return self._exchange_info(path)
         if path == "/api/v3/order":
             if verb == "POST":
                 return self._create(request.params)
@@ -354,10 +412,9 @@ class BinanceSpotBook:
             if verb == "DELETE":
                 return self._cancel(request.params)
         if path == "/api/v3/openOrders" and verb == "GET":
-            recorded = static(request) or []
             symbol = request.params.get("symbol")
-            mine = [copy.deepcopy(o) for o in self.orders.values() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
-            return Reply(200, [o for o in recorded + mine if symbol is None or o["symbol"] == symbol])
+            live = [copy.deepcopy(o) for o in self.orders.values() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+            return Reply(200, [o for o in live if symbol is None or o["symbol"] == symbol])
         if path == "/api/v3/myTrades" and verb == "GET":
             recorded = static(request) or []
             symbol = request.params.get("symbol")
@@ -382,36 +439,44 @@ class BinanceSpotBook:
             return self._error(-2010, "Duplicate order sent.")
         if params.get("type") not in ("LIMIT", "LIMIT_MAKER"):
             return self._error(-1013, "loopback book: only LIMIT orders are supported")
-        ts = self._tick()
-        order_id = str(self._next_order_id)
-        self._next_order_id += 1
-        order = copy.deepcopy(self._query_tpl)
-        order.update(
-            symbol=params["symbol"], orderId=order_id, clientOrderId=cid, price=_num(float(params["price"])),
-            origQty=_num(float(params["quantity"])), executedQty=_num(0), cummulativeQuoteQty=_num(0),
-            status="NEW", timeInForce=params.get("timeInForce", "GTC"), type=params["type"], side=params["side"],
-            time=str(ts), updateTime=str(ts), workingTime=str(ts),
-        )
-        self.orders[cid] = order
+        order = self._insert(params)
         self.created += 1
         answer = copy.deepcopy(self._create_tpl)
         answer.pop("icebergQty", None)
         for key in ("symbol", "orderId", "clientOrderId", "price", "origQty", "executedQty",
                     "cummulativeQuoteQty", "status", "timeInForce", "type", "side", "workingTime"):
             answer[key] = order[key]
-        answer["transactTime"] = str(ts)
+        answer["transactTime"] = order["time"]
         answer["fills"] = []
         return Reply(200, answer)
 
+    def _insert(self, params: dict[str, str]) -> dict[str, Any]:
+        ts = self._tick()
+        order_id = str(self._next_order_id)
+        self._next_order_id += 1
+        order = copy.deepcopy(self._query_tpl)
+        order.update(
+            symbol=params["symbol"], orderId=order_id, clientOrderId=params["newClientOrderId"],
+            price=_num(float(params["price"])),
+            origQty=_num(float(params["quantity"])), executedQty=_num(0), cummulativeQuoteQty=_num(0),
+            status="NEW", timeInForce=params.get("timeInForce", "GTC"), type=params["type"], side=params["side"],
+            time=str(ts), updateTime=str(ts), workingTime=str(ts),
+        )
+        self.orders[params["newClientOrderId"]] = order
+        return order
+
     def _query(self, request: SeenRequest, static: Callable[[SeenRequest], Any | None]) -> Reply:
+        key = request.params.get("origClientOrderId") or request.params.get("orderId", "")
         if self.lagging_queries > 0:
             self.lagging_queries -= 1
+            self.not_found[key] += 1
             return self._error(-2013, "Order does not exist.")
         order = self._find(request.params)
         if order is not None:
             return Reply(200, copy.deepcopy(order))
         if request.params.get("orderId") == self._query_tpl["orderId"]:
             return Reply(200, copy.deepcopy(self._query_tpl))  # the recorded order itself
+        self.not_found[key] += 1
         return self._error(-2013, "Order does not exist.")
 
     def _cancel(self, params: dict[str, str]) -> Reply:
@@ -431,6 +496,14 @@ class BinanceSpotBook:
         return Reply(200, answer)
 
     # -- scenario helpers (the exchange acting on its own) -----------------------------------------------------
+    def place(self, client_order_id: str, symbol_id: str = "LTCUSDT", side: str = "BUY", quantity: float = 0.2,
+              price: float = 50.0) -> None:
+        """An open LIMIT order placed by someone else (e.g. a process that crashed before recording it)."""
+        if client_order_id in self.orders:
+            raise ValueError(f"{client_order_id} is already in the book")
+        self._insert({"symbol": symbol_id, "newClientOrderId": client_order_id, "side": side, "type": "LIMIT",
+                      "quantity": _num(quantity), "price": _num(price), "timeInForce": "GTC"})
+
     def fill(self, client_order_id: str, quantity: float | None = None, maker: bool = True) -> None:
         """Execute (part of) an open order at its limit price, recording a trade."""
         order = self.orders[client_order_id]

@@ -57,7 +57,10 @@ class Agent:
         self.settings = settings
         self.bus = bus
         self.clock = clock
-        self.consumer = consumer_id or f"{self.name}-{socket.gethostname()}-{os.getpid()}"
+        # Stable across restarts on the same host (or container), so a restarted agent finds the stream entries
+        # its previous incarnation left unacked (pending_for) at once. Set WQ_CONSUMER_ID to run several
+        # instances of one agent on one host.
+        self.consumer = consumer_id or os.environ.get("WQ_CONSUMER_ID") or f"{self.name}-{socket.gethostname()}"
         self.log = structlog.get_logger(f"wavesquant.agents.{self.name}").bind(agent=self.name)
         self.status: AgentStatus = "starting"
         self.counters: Counter[str] = Counter()
@@ -172,9 +175,11 @@ class Agent:
                 self.counters["discarded_inactive"] += len(batch)
                 continue
             live = self._drop_expired(batch)
-            for msg in batch:
-                if msg not in live:
-                    await self._safe(self.on_expired(msg), "on_expired")
+            if len(live) != len(batch):
+                kept = {id(m) for m in live}
+                for msg in batch:
+                    if id(msg) not in kept:
+                        await self._safe(self.on_expired(msg), "on_expired")
             if live:
                 await self._safe(handler(live), "handler")
 

@@ -23,7 +23,8 @@ LostHandler = Callable[["RespConnection", Exception | None], None]
 ProtocolFactory = Callable[[], asyncio.Protocol]
 Connector = Callable[[ProtocolFactory], Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]]
 
-_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))  # a dead peer is noticed in ~25 s
+# TCP keepalive: a peer that vanished without closing (host down, network cut) is noticed in ~25 s
+_KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
 
 class HandshakeError(Exception):
@@ -112,7 +113,7 @@ class RespConnection(asyncio.Protocol):
         transport.write(data)
 
     async def wait_writable(self) -> None:
-        """Return once the transport's write buffer is below its high-water mark (or the connection is gone)."""
+        """Return once the write buffer is below its high-water mark (or the connection is gone)."""
         await self._writable.wait()
 
     async def call(self, commands: Sequence[bytes], timeout: float) -> list[Any]:
@@ -144,7 +145,7 @@ class RespConnection(asyncio.Protocol):
 
 
 def tcp_connector(address: RedisAddress, timeout: float) -> Connector:
-    """The default connector: TCP (with keepalive tuned to notice a dead peer) or a unix socket, TLS for rediss."""
+    """The default connector: TCP (keepalive tuned to notice a dead peer) or a unix socket; TLS for rediss."""
 
     async def connect(factory: ProtocolFactory) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
         loop = asyncio.get_running_loop()

@@ -29,13 +29,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.bus.rawconn import Connector, HandshakeError, RespConnection, open_connection, tcp_connector
 from wavesquant.bus.redis_sub import RedisSubscription, backoff_delays
-from wavesquant.bus.resp import encode_publishes, parse_redis_url, publish_header
+from wavesquant.bus.resp import encode_publishes, pack_command, parse_redis_url, publish_header
 from wavesquant.core.clock import Clock
 from wavesquant.messages import ROUTES, Channel, Envelope, Transport, encode
 
@@ -76,7 +76,9 @@ class RedisBus(Bus):
         connect_timeout_s: float = 5.0,
     ) -> None:
         """`client` and `connector` are injectable for tests (a fakeredis client; an in-memory transport)."""
-        super().__init__(prefix=prefix, stream_maxlen=stream_maxlen, event_log_maxlen=event_log_maxlen, clock=clock)
+        super().__init__(
+            prefix=prefix, stream_maxlen=stream_maxlen, event_log_maxlen=event_log_maxlen, clock=clock
+        )
         if not client_name or any(c.isspace() for c in client_name):
             raise ValueError(f"client_name must be non-empty without spaces: {client_name!r}")
         self.address = parse_redis_url(url)
@@ -97,7 +99,10 @@ class RedisBus(Bus):
         self._routes: dict[type[Envelope], _RouteInfo] = {
             cls: _RouteInfo(
                 channel=route.channel.value,
-                header=None if route.transport is Transport.STREAM else publish_header(self.key(route.channel).encode()),
+                header=(
+                    None if route.transport is Transport.STREAM
+                    else publish_header(self.key(route.channel).encode())
+                ),
                 event_log=route.event_log,
             )
             for cls, route in ROUTES.items()
@@ -105,7 +110,9 @@ class RedisBus(Bus):
         self.dropped: Counter[str] = Counter()  # pub/sub messages not sent: publisher connection down
         self.publish_errors = 0  # error replies to PUBLISH (counted by the reply reader)
         self.publish_replies = 0  # every reply to PUBLISH: Redis has processed that many
+        self._dropped_in_outage = 0
         self._pub: RespConnection | None = None
+        self._xconn: RespConnection | None = None  # awaited stream writes (XADD), separate from fire-and-forget
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
         self._groups: set[tuple[str, str]] = set()
@@ -147,7 +154,8 @@ class RedisBus(Bus):
 
     async def retrying(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run a redis-py call, retrying connection errors and timeouts with jittered backoff for up to
-        `retry_timeout_s`; then raise BusUnavailableError. Other errors (wrong type, ...) propagate at once."""
+        `retry_timeout_s`; then raise BusUnavailableError. Other errors (wrong type, ...) propagate at
+        once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_timeout_s
         delays = backoff_delays(cap=1.0)
@@ -162,7 +170,9 @@ class RedisBus(Bus):
                         f"Redis at {self.address.describe()} unreachable for {self.retry_timeout_s:g} s "
                         f"during {op}: {exc}"
                     ) from exc
-                log.warning("redis_retry", op=op, error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 3))
+                log.warning(
+                    "redis_retry", op=op, error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 3)
+                )
                 await asyncio.sleep(delay)
                 continue
             if "redis" in self._down:
@@ -181,7 +191,9 @@ class RedisBus(Bus):
         self._pub = await self.retrying("connect publisher", self._open_publisher)
         self._started = True
         self.mark_up("pub")
-        log.info("redis_bus_started", redis=self.address.describe(), prefix=self.prefix, client_name=self.client_name)
+        log.info(
+            "redis_bus_started", redis=self.address.describe(), prefix=self.prefix, client=self.client_name
+        )
 
     async def close(self) -> None:
         self._closing = True
@@ -193,9 +205,11 @@ class RedisBus(Bus):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        conn, self._pub = self._pub, None
-        if conn is not None:
-            await conn.aclose()
+        for attr in ("_pub", "_xconn"):
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            if conn is not None:
+                await conn.aclose()
         if self._owns_client:
             await self._client.aclose()
         self.stats.connected = False
@@ -244,7 +258,8 @@ class RedisBus(Bus):
             self._pub = conn
             self.stats.reconnects += 1
             self.mark_up("pub")
-            log.info("publisher_reconnected", dropped=sum(self.dropped.values()))
+            log.info("publisher_reconnected", dropped_while_down=self._dropped_in_outage)
+            self._dropped_in_outage = 0
             return
 
     async def _write_publishes(self, items: list[tuple[bytes, bytes]], channels: list[str]) -> None:
@@ -253,8 +268,9 @@ class RedisBus(Bus):
             await conn.wait_writable()  # backpressure: Redis reads slower than we write
             conn = self._pub
         if conn is None or not conn.is_open:
-            if not self.dropped:
+            if not self._dropped_in_outage:
                 log.warning("publish_dropped_disconnected", channels=sorted(set(channels)))
+            self._dropped_in_outage += len(channels)
             self.dropped.update(channels)
             return
         conn.write(encode_publishes(items))
@@ -285,17 +301,46 @@ class RedisBus(Bus):
             await self._xadd_many(stream_ops)
             self.stats.published.update(stream_channels)
         if pub_items:
-            await self._write_publishes(pub_items, pub_channels)
+            conn = self._pub
+            if conn is not None and conn.is_open and not conn.write_paused:  # the hot path: no await at all
+                conn.write(encode_publishes(pub_items))
+                self.stats.published.update(pub_channels)
+            else:
+                await self._write_publishes(pub_items, pub_channels)
 
     async def _xadd_many(self, ops: list[tuple[str, bytes]]) -> list[str]:
-        async def run() -> list[Any]:
-            pipe = self._client.pipeline(transaction=False)
-            for stream, payload in ops:
-                pipe.xadd(self.key(stream), {"d": payload}, maxlen=self.maxlen_of(stream), approximate=True)
-            return await pipe.execute()
+        """XADD every (stream, payload) in one write on a raw connection and await the entry ids. Money waits for
+        this: nothing is announced before it is durable. Retried on connection loss within `retry_timeout_s`
+        (at-least-once: a retried write may land twice; consumers are idempotent by client order id)."""
+        commands = [
+            pack_command(b"XADD", self.key(stream), b"MAXLEN", b"~", self.maxlen_of(stream), b"*", b"d", payload)
+            for stream, payload in ops
+        ]
 
-        ids = await self.retrying("xadd", run)
-        return [_text(i) for i in ids]
+        async def run() -> list[Any]:
+            conn = self._xconn
+            if conn is None or not conn.is_open:
+                conn = self._xconn = await self._open_stream_writer()
+            try:
+                return await conn.call(commands, self.connect_timeout_s)
+            except (ConnectionError, OSError, TimeoutError):
+                conn.abort()
+                self._xconn = None
+                raise
+
+        replies = await self.retrying("xadd", run)
+        errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+        if errors:
+            raise RedisError(f"XADD refused: {errors[0]}")
+        return [_text(r) for r in replies]
+
+    async def _open_stream_writer(self) -> RespConnection:
+        conn = await open_connection(
+            self.connector, self.address, f"{self.client_name}-xadd", _ignore, _ignore, self.connect_timeout_s,
+        )
+        if self.address.db:
+            await conn.call([pack_command(b"SELECT", self.address.db)], self.connect_timeout_s)
+        return conn
 
     async def publish_raw(self, channel: str, payload: bytes) -> None:
         self._check_started()
@@ -328,7 +373,9 @@ class RedisBus(Bus):
         if (key, group) in self._groups:
             return
         try:
-            await self.retrying("xgroup create", lambda: self._client.xgroup_create(key, group, id="0", mkstream=True))
+            await self.retrying(
+                "xgroup create", lambda: self._client.xgroup_create(key, group, id="0", mkstream=True)
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -397,7 +444,8 @@ class RedisBus(Bus):
             )
             cursor, entries = reply[0], reply[1]
             if len(reply) > 2 and reply[2]:
-                log.error("claimed_entries_trimmed", stream=stream, group=group, ids=[_text(i) for i in reply[2]])
+                trimmed = [_text(i) for i in reply[2]]
+                log.error("claimed_entries_trimmed", stream=stream, group=group, ids=trimmed)
             claimed.extend(entries)
             if _text(cursor) == "0-0" or len(claimed) >= count:
                 break
@@ -459,7 +507,9 @@ class RedisBus(Bus):
         self, stream: str, start: str = "-", end: str = "+", count: int | None = None
     ) -> list[tuple[str, bytes]]:
         key = self.key(stream)
-        rows = await self.retrying("xrange", lambda: self._client.xrange(key, min=start, max=end, count=count))
+        rows = await self.retrying(
+            "xrange", lambda: self._client.xrange(key, min=start, max=end, count=count)
+        )
         return [(_text(entry_id), fields.get(b"d", b"")) for entry_id, fields in rows]
 
     async def stream_length(self, stream: str) -> int:
@@ -496,3 +546,7 @@ def _entries(resp: Any) -> list[tuple[Any, Any]]:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _ignore(*_: Any) -> None:
+    """Reply/loss handler of the stream writer: its replies are awaited through `call`."""

@@ -1,9 +1,9 @@
 """A Redis pub/sub subscription on its own raw connection.
 
-Replies are parsed by hiredis as bytes arrive and queued raw; the iterator drains everything queued as one batch
-and decodes it. When the connection drops (Redis restarted, or killed us for exceeding the pub/sub output buffer
-limit) the subscription reconnects with jittered exponential backoff, resubscribes and counts a gap: messages
-published meanwhile are lost, which is the pub/sub contract. Iteration only ends on `close()`.
+Replies are parsed by hiredis as bytes arrive and queued raw; the iterator drains everything queued as one
+batch and decodes it. When the connection drops (Redis restarted, or killed us for exceeding the pub/sub
+output buffer limit) the subscription reconnects with jittered exponential backoff, resubscribes and counts a
+gap: messages published meanwhile are lost, which is the pub/sub contract. Iteration only ends on `close()`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ class RedisSubscription(Subscription):
         while not self._closed:
             try:
                 conn = await open_connection(
-                    bus.connector, bus.address, self.name, self._on_replies, self._on_lost, bus.connect_timeout_s
+                    bus.connector, bus.address, self.name, self._on_replies, self._on_lost,
+                    bus.connect_timeout_s,
                 )
             except (OSError, ConnectionError, TimeoutError, HandshakeError) as exc:
                 bus.mark_down(self.name)
@@ -102,7 +103,9 @@ class RedisSubscription(Subscription):
             if not first:
                 bus.stats.reconnects += 1
                 bus.stats.gaps += 1
-                log.warning("subscriber_reconnected", conn=self.name, channels=self.channels, gaps=bus.stats.gaps)
+                log.warning(
+                    "subscriber_reconnected", conn=self.name, channels=self.channels, gaps=bus.stats.gaps
+                )
             first = False
             bus.mark_up(self.name)
             await asyncio.shield(conn.closed)
@@ -111,7 +114,9 @@ class RedisSubscription(Subscription):
             if self._closed:
                 break
             bus.mark_down(self.name)
-            log.warning("subscriber_disconnected", conn=self.name, channels=self.channels, queued=len(self._queue))
+            log.warning(
+                "subscriber_disconnected", conn=self.name, channels=self.channels, queued=len(self._queue)
+            )
 
     def _on_lost(self, conn: RespConnection, exc: Exception | None) -> None:
         self._subscribed.clear()

@@ -32,7 +32,7 @@ def publish_header(key: bytes) -> bytes:
 
 
 def encode_publishes(items: list[tuple[bytes, bytes]]) -> bytes:
-    """Pipelined PUBLISH commands for `(header, payload)` pairs (header from `publish_header`), as one buffer."""
+    """Pipelined PUBLISH commands for `(header, payload)` pairs (header from `publish_header`), one buffer."""
     parts: list[bytes] = []
     append = parts.append
     for header, payload in items:
@@ -75,11 +75,11 @@ class RedisAddress:
 
 
 def parse_redis_url(url: str) -> RedisAddress:
-    """redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or unix://[[user]:password@]/path[?db=N]."""
+    """redis://[[user]:password@]host[:port][/db], rediss://... (TLS), unix://[[user]:pass@]/path[?db=N]."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (use redis://, rediss:// or unix://)")
+        raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}: use redis://, rediss:// or unix://")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     db = 0

@@ -1,16 +1,31 @@
-"""Building the configured venue for the execution agent."""
+"""Building the configured venue for the execution agent.
+
+``execution.venue: paper`` gives the paper venue. ``execution.venue: ccxt`` gives a `CcxtVenue` for
+``execution.ccxt.exchange_id``: credentials from ``WQ_<EXCHANGE>_API_KEY`` / ``_SECRET`` (or ``..._FILE``),
+one request budget per (exchange, api key) shared by every process through Redis when the bus is Redis, and
+the exchange's sandbox unless live trading was configured AND confirmed for this process (`execution.live`).
+
+Every problem the operator can fix raises a ValueError subclass with a one-line message (the CLI prints it).
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from wavesquant.bus.base import Bus
-from wavesquant.config import Settings
+from wavesquant.config import CcxtVenueSettings, Settings
 from wavesquant.core.clock import Clock
+from wavesquant.execution.live import CONFIRM_ENV, LiveTradingRefused, is_live_confirmed
 from wavesquant.execution.matching import FeeSchedule, MatchingEngine
 from wavesquant.execution.venues.base import Venue
 from wavesquant.execution.venues.paper import PaperVenue
 from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore, RedisPaperStore
+from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget, RateLimiter, SharedRateLimiter
+
+# Until CcxtVenueSettings has an `api_url` field this variable carries the (sandbox-only) REST base override.
+API_URL_ENV = "WQ_CCXT_API_URL"
 
 
 def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
@@ -23,7 +38,97 @@ def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
             store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:")
         engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee), latency_ms=p.latency_ms)
         return PaperVenue(engine=engine, store=store, starting_balances=p.balances, clock=clock.now_ms)
-    from wavesquant.execution.venues.ccxt_venue import CcxtVenue
+    return build_ccxt_venue(settings, bus)
 
-    c = cfg.ccxt
-    return CcxtVenue.from_settings(c, bus=bus)  # type: ignore[attr-defined]
+
+@dataclass(frozen=True, slots=True)
+class ExchangeFacts:
+    """What ccxt says about an exchange before we connect: its request spacing and required credentials."""
+
+    rate_limit_ms: float
+    needs_password: bool
+    has_sandbox: bool
+
+
+def exchange_facts(exchange_id: str) -> ExchangeFacts:
+    import ccxt  # only a ccxt venue pays for importing it
+
+    cls = getattr(ccxt, exchange_id, None)
+    if cls is None or exchange_id not in ccxt.exchanges:
+        raise ValueError(f"execution.ccxt.exchange_id: ccxt has no exchange {exchange_id!r}")
+    exchange = cls()
+    return ExchangeFacts(
+        rate_limit_ms=float(exchange.rateLimit or 1000.0),
+        needs_password=bool(exchange.requiredCredentials.get("password")),
+        has_sandbox=bool(exchange.urls.get("test")),
+    )
+
+
+def check_live_settings(c: CcxtVenueSettings) -> bool:
+    """True for a confirmed real-money venue, False for the sandbox; LiveTradingRefused otherwise."""
+    if c.sandbox and not c.live:
+        return False
+    if c.sandbox and c.live:
+        raise LiveTradingRefused("execution.ccxt: live: true needs sandbox: false (they contradict each other)")
+    if not c.live:
+        raise LiveTradingRefused("execution.ccxt.sandbox is false, which trades real money: also set live: true "
+                                 "and start with --live, or set sandbox: true")
+    if not is_live_confirmed(c.exchange_id):
+        raise LiveTradingRefused(
+            f"execution.ccxt.live is true: real money on {c.exchange_id} needs the --live flag and the operator's "
+            f"confirmation (type the exchange id, or set {CONFIRM_ENV}={c.exchange_id})"
+        )
+    return True
+
+
+def rate_budget(c: CcxtVenueSettings, facts: ExchangeFacts) -> RateBudget:
+    """`execution.ccxt.rate_limit_per_s` requests per second (bursts up to one second's worth); default:
+    the spacing ccxt documents for the exchange (binance: 50 ms -> 20 per second)."""
+    per_s = getattr(c, "rate_limit_per_s", None) or 1000.0 / facts.rate_limit_ms
+    return RateBudget(capacity=max(float(per_s), 1.0), per_seconds=1.0)
+
+
+def rate_limiter(bus: Bus, exchange_id: str, key_id: str, budget: RateBudget) -> RateLimiter:
+    """Shared through Redis when the bus is Redis (every process and host draws on one budget per api key),
+    else in this process."""
+    from wavesquant.bus.redis_bus import RedisBus
+
+    if isinstance(bus, RedisBus):
+        return SharedRateLimiter(bus.client, exchange_id, key_id, budget, prefix=bus.prefix)
+    return LocalRateLimiter(budget)
+
+
+def api_url_override(c: CcxtVenueSettings) -> str | None:
+    value = getattr(c, "api_url", None) or os.environ.get(API_URL_ENV) or None
+    return value.strip() if value else None
+
+
+def build_ccxt_venue(settings: Settings, bus: Bus) -> Venue:
+    from wavesquant.execution.venues.ccxt_venue import CcxtVenue
+    from wavesquant.execution.venues.credentials import ExchangeCredentials
+
+    c = settings.execution.ccxt
+    facts = exchange_facts(c.exchange_id)
+    live = check_live_settings(c)
+    if not live and not facts.has_sandbox:
+        raise ValueError(f"execution.ccxt: ccxt has no sandbox for {c.exchange_id}; paper-trade it instead "
+                         f"(execution.venue: paper)")
+    api_url = api_url_override(c)
+    if live and api_url is not None:
+        raise LiveTradingRefused(f"{API_URL_ENV} / execution.ccxt.api_url redirect the exchange API: refused "
+                                 f"with real money")
+    credentials = ExchangeCredentials.from_env(c.exchange_id, require_password=facts.needs_password)
+    limiter = rate_limiter(bus, c.exchange_id, credentials.key_id, rate_budget(c, facts))
+    return CcxtVenue(
+        c.exchange_id,
+        limiter=limiter,
+        credentials=credentials,
+        sandbox=not live,
+        live=live,
+        confirm_live=live,
+        market_type=getattr(c, "market_type", "spot"),
+        symbols=tuple(getattr(c, "symbols", ())),
+        websocket=bool(getattr(c, "websocket", True)) and api_url is None,
+        timeout_ms=int(getattr(c, "timeout_ms", 10_000)),
+        api_url=api_url,
+    )

@@ -516,7 +516,9 @@ def check_self_trade(o: OrderContext) -> Denial | None:
     for x in o.snap.open_orders:
         if x.symbol != c.symbol or x.side is c.side or not (x.remaining > 0):
             continue
-        if c.order_type is OrderType.MARKET or x.price is None or c.limit_price is None:
+        if x.price is None:
+            continue  # a working market order does not rest on the book: nothing can trade against it
+        if c.order_type is OrderType.MARKET or c.limit_price is None:
             crosses = True
         elif c.side is Side.BUY:
             crosses = c.limit_price >= x.price

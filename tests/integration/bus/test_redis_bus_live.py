@@ -129,8 +129,9 @@ async def test_consumer_group_crash_recovery(bus: RedisBus, redis_url: str, redi
 async def test_read_group_blocks_until_an_entry_arrives(bus: RedisBus) -> None:
     reader = asyncio.create_task(bus.read_group(Channel.EXECUTION_REPORTS, "pm", "c", block_ms=5000))
     await asyncio.sleep(0.05)
-    report = ExecutionReport.create(source="execution", ts_ns=TS, msg_id="er1", kind="ack", client_order_id="c1",
-                                    venue="paper", symbol="BTC/USDT", side="buy", status="open", quantity=1.0)
+    report = ExecutionReport.create(source="execution", ts_ns=TS, msg_id="er1", kind="ack",
+                                    client_order_id="c1", venue="paper", symbol="BTC/USDT", side="buy",
+                                    status="open", quantity=1.0)
     await bus.publish(report)
     got = await asyncio.wait_for(reader, 6)
     assert [d.message for d in got] == [report]
@@ -158,7 +159,9 @@ async def test_subscriber_reconnects_after_client_kill(bus: RedisBus, redis_url:
     assert await next_batch(sub) == [heartbeat(2)]
 
 
-async def test_publisher_reconnects_after_client_kill(bus: RedisBus, redis_url: str, client_name: str) -> None:
+async def test_publisher_reconnects_after_client_kill(
+    bus: RedisBus, redis_url: str, client_name: str
+) -> None:
     sub = bus.subscribe([Channel.HEARTBEATS])
     await sub.ready()
     assert await kill_client(redis_url, f"{client_name}-pub") == 1
@@ -210,3 +213,14 @@ async def test_password_auth_on_every_connection(redis_url: str, redis_prefix: s
         await admin.execute_command("ACL", "DELUSER", user)
         await admin.aclose()
 
+
+
+async def test_stream_write_survives_a_killed_client_connection(
+    bus: RedisBus, redis_url: str, client_name: str
+) -> None:
+    await bus.publish(new_order(1))
+    # kills the redis-py connection only: the raw pub/sub connections carry -pub / -subN suffixes
+    assert await kill_client(redis_url, client_name) >= 1
+    await bus.publish(new_order(2))
+    assert [decode(raw) for _, raw in await bus.read_range(Channel.ORDERS)] == [new_order(1), new_order(2)]
+    assert bus.stats.connected

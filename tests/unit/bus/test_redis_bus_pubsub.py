@@ -29,8 +29,8 @@ TS = 1_700_000_000_000_000_000
 
 
 def heartbeat(i: int) -> Heartbeat:
-    return Heartbeat.create(source="test", ts_ns=TS + i, msg_id=f"hb{i}", agent=f"a{i}", status="running", pid=i,
-                            host="h", uptime_s=float(i))
+    return Heartbeat.create(source="test", ts_ns=TS + i, msg_id=f"hb{i}", agent=f"a{i}", status="running",
+                            pid=i, host="h", uptime_s=float(i))
 
 
 def new_order(i: int) -> NewOrder:
@@ -40,8 +40,8 @@ def new_order(i: int) -> NewOrder:
 
 
 def risk_alert() -> RiskAlert:
-    return RiskAlert.create(source="risk", ts_ns=TS, msg_id="ra", level="warning", code="dd", message="drawdown",
-                            trading_state="active")
+    return RiskAlert.create(source="risk", ts_ns=TS, msg_id="ra", level="warning", code="dd",
+                            message="drawdown", trading_state="active")
 
 
 class FakeTransport(asyncio.Transport):
@@ -108,7 +108,7 @@ def bulk(data: bytes) -> bytes:
 
 
 class FakeRedisServer:
-    """Just enough Redis for the raw connections: AUTH, CLIENT SETNAME, PING, SUBSCRIBE, PUBLISH."""
+    """Just enough Redis for the raw connections: AUTH, CLIENT SETNAME, PING, SUBSCRIBE, PUBLISH, XADD."""
 
     def __init__(self, password: str | None = None) -> None:
         self.password = password
@@ -116,8 +116,11 @@ class FakeRedisServer:
         self.publish_error: bytes | None = None
         self.conns: list[FakeTransport] = []
         self.subs: dict[bytes, set[FakeTransport]] = defaultdict(set)
+        self.streams: dict[bytes, list[dict[bytes, bytes]]] = defaultdict(list)
 
-    async def connect(self, factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    async def connect(
+        self, factory: Callable[[], asyncio.Protocol]
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
         await asyncio.sleep(0)
         if not self.up:
             raise ConnectionRefusedError("fake redis is down")
@@ -168,6 +171,11 @@ class FakeRedisServer:
             for r in receivers:
                 r.send(b"*3\r\n" + bulk(b"message") + bulk(cmd[1]) + bulk(cmd[2]))
             t.send(b":%d\r\n" % len(receivers))
+        elif name == b"XADD":  # XADD key MAXLEN ~ n * field value ...
+            fields = cmd[cmd.index(b"*") + 1:]
+            entries = self.streams[cmd[1]]
+            entries.append(dict(zip(fields[::2], fields[1::2])))
+            t.send(bulk(b"1-%d" % len(entries)))
         else:
             t.send(b"-ERR unknown command\r\n")
 
@@ -245,7 +253,9 @@ async def test_wrong_password_fails_start_with_handshake_error(fake_redis: faker
     await b.close()
 
 
-async def test_publish_before_start_raises(fake_redis: fakeredis.FakeAsyncRedis, server: FakeRedisServer) -> None:
+async def test_publish_before_start_raises(
+    fake_redis: fakeredis.FakeAsyncRedis, server: FakeRedisServer
+) -> None:
     b = RedisBus("redis://127.0.0.1/0", client=fake_redis, connector=server.connect)
     with pytest.raises(RuntimeError, match="not started"):
         await b.publish(heartbeat(1))
@@ -257,10 +267,9 @@ async def test_stream_messages_are_xadded_with_event_log_copies(
     orders = [new_order(1), new_order(2)]
     alert = risk_alert()
     await bus.publish_many([orders[0], alert, orders[1], heartbeat(3)])
-    rows = await fake_redis.xrange("t:orders")
-    assert [decode(f[b"d"]) for _, f in rows] == orders
-    events = await fake_redis.xrange("t:events")
-    assert [decode(f[b"d"]) for _, f in events] == [orders[0], alert, orders[1]]  # in publish order
+    assert [decode(f[b"d"]) for f in server.streams[b"t:orders"]] == orders
+    events = server.streams[b"t:events"]
+    assert [decode(f[b"d"]) for f in events] == [orders[0], alert, orders[1]]  # in publish order
     published = [c[1] for c in server.publisher().commands if c[0] == b"PUBLISH"]
     assert published == [b"t:risk_alerts", b"t:heartbeats"]  # the alert also goes out on pub/sub
     assert bus.stats.published == {"orders": 2, "risk_alerts": 1, "heartbeats": 1}
@@ -274,7 +283,9 @@ async def test_publish_error_replies_are_counted(bus: RedisBus, server: FakeRedi
 
 
 # publisher connection loss ------------------------------------------------------------------------------
-async def test_pubsub_dropped_while_publisher_down_then_reconnects(bus: RedisBus, server: FakeRedisServer) -> None:
+async def test_pubsub_dropped_while_publisher_down_then_reconnects(
+    bus: RedisBus, server: FakeRedisServer
+) -> None:
     server.up = False
     server.kill(server.publisher())
     await until(lambda: not bus.stats.connected)
@@ -324,7 +335,9 @@ async def test_malformed_payload_is_dead_lettered_and_subscriber_keeps_going(
     assert "Field required" in entry["reason"]
 
 
-async def test_subscriber_reconnects_resubscribes_and_counts_a_gap(bus: RedisBus, server: FakeRedisServer) -> None:
+async def test_subscriber_reconnects_resubscribes_and_counts_a_gap(
+    bus: RedisBus, server: FakeRedisServer
+) -> None:
     sub = bus.subscribe(["heartbeats", "control"])
     assert isinstance(sub, RedisSubscription)
     await sub.ready()
@@ -400,3 +413,15 @@ async def test_resp_connection_parses_replies_split_anywhere() -> None:
         assert got[0] == [b"message", b"t:ch", b"hello"]
         assert isinstance(got[1], hiredis.ReplyError) and got[2] == 7
         assert got[3] == [b"message", b"t:ch", b""]
+
+
+async def test_first_connect_retries_with_backoff_and_is_not_a_gap(
+    bus: RedisBus, server: FakeRedisServer
+) -> None:
+    server.up = False
+    sub = bus.subscribe(["heartbeats"])
+    await until(lambda: not bus.stats.connected)  # the failing subscriber counts against health
+    server.up = True
+    await asyncio.wait_for(sub.ready(), 5)  # type: ignore[attr-defined]
+    assert bus.stats.connected
+    assert (bus.stats.gaps, bus.stats.reconnects) == (0, 0)

@@ -27,7 +27,9 @@ def test_pipelined_publishes_round_trip_binary_payloads() -> None:
     payloads = [b"", b"x\r\ny", b"{}" * 1000]
     wire = encode_publishes([(h1, payloads[0]), (h2, payloads[1]), (h1, payloads[2])])
     assert parse_all(wire) == [
-        [b"PUBLISH", b"wq:a", payloads[0]], [b"PUBLISH", b"wq:bb", payloads[1]], [b"PUBLISH", b"wq:a", payloads[2]]
+        [b"PUBLISH", b"wq:a", payloads[0]],
+        [b"PUBLISH", b"wq:bb", payloads[1]],
+        [b"PUBLISH", b"wq:a", payloads[2]],
     ]
     assert wire == b"".join(hiredis.pack_command(("PUBLISH", c, p)) for c, p in
                             [(b"wq:a", payloads[0]), (b"wq:bb", payloads[1]), (b"wq:a", payloads[2])])

@@ -50,7 +50,9 @@ async def test_read_group_from_stream_start_then_ack(bus: RedisBus) -> None:
     assert bus.stats.received["orders"] == 2  # read + re-read from the PEL
 
 
-async def test_invalid_entries_are_dead_lettered_and_acked(bus: RedisBus, fake_redis: fakeredis.FakeAsyncRedis) -> None:
+async def test_invalid_entries_are_dead_lettered_and_acked(
+    bus: RedisBus, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
     await bus.append_raw(S, b"not json")
     await fake_redis.xadd("t:orders", {"other": b"x"})
     await bus.append_raw(S, encode(order(2)))
@@ -87,7 +89,9 @@ async def test_claim_stale_takes_over_a_dead_consumers_entries(bus: RedisBus) ->
     assert await bus.pending_for(S, "exec", "dead") == []
 
 
-async def test_group_is_recreated_when_the_stream_was_deleted(bus: RedisBus, fake_redis: fakeredis.FakeAsyncRedis) -> None:
+async def test_group_is_recreated_when_the_stream_was_deleted(
+    bus: RedisBus, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
     await bus.append_raw(S, encode(order(1)))
     assert len(await bus.read_group(S, "exec", "c1", block_ms=0)) == 1
     await fake_redis.delete("t:orders")
@@ -124,15 +128,19 @@ class Flaky:
         raise RedisConnectionError("connection refused")
 
 
-async def test_connection_errors_are_retried_and_reflected_in_connected(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    bus = RedisBus("redis://127.0.0.1/0", client=Flaky(fake_redis, 2), retry_timeout_s=5)  # type: ignore[arg-type]
+async def test_connection_errors_are_retried_and_reflected_in_connected(
+    fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
+    flaky: Any = Flaky(fake_redis, 2)
+    bus = RedisBus("redis://127.0.0.1/0", client=flaky, retry_timeout_s=5)
     bus._started = True  # health accounting only; no raw connections in this test
     assert await bus.stream_length(S) == 0
     assert bus.stats.connected
 
 
 async def test_retry_is_bounded(fake_redis: fakeredis.FakeAsyncRedis) -> None:
-    bus = RedisBus("redis://127.0.0.1/0", client=Flaky(fake_redis, 10**6), retry_timeout_s=0.2)  # type: ignore[arg-type]
+    flaky: Any = Flaky(fake_redis, 10**6)
+    bus = RedisBus("redis://127.0.0.1/0", client=flaky, retry_timeout_s=0.2)
     with pytest.raises(BusUnavailableError, match="unreachable .* during xlen"):
         await bus.stream_length(S)
     assert not bus.stats.connected

@@ -14,6 +14,9 @@ order if so; only an unknown id is sent. A create answered with a rejection is c
 
 Safety: a venue on the real exchange (``sandbox=False``) needs ``live=True`` and ``confirm_live=True``.
 Credentials are never logged; error texts are scrubbed of them before they are logged or raised.
+
+`api_url` (sandbox only) sends every REST call to another host, keeping each endpoint's path: a local test
+exchange. A real-money venue refuses it, so a misconfigured URL can never receive live keys.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -69,6 +73,27 @@ class LiveTradingNotConfirmed(ValueError):
     """A real-money venue was requested without the explicit live flags."""
 
 
+def parse_api_url(api_url: str) -> SplitResult:
+    """`http(s)://host[:port]` (no path): the base an `api_url` override must have."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"api_url must look like http://host:port (no path), got {api_url!r}")
+    return parts
+
+
+def rewrite_rest_urls(node: Any, base: SplitResult) -> Any:
+    """Every http(s) URL in a ccxt `urls['api']` tree with `base`'s scheme and host, its own path kept.
+    Websocket URLs stay as they are."""
+    if isinstance(node, str):
+        parts = urlsplit(node)
+        if parts.scheme not in ("http", "https"):
+            return node
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+    if isinstance(node, dict):
+        return {key: rewrite_rest_urls(value, base) for key, value in node.items()}
+    return node
+
+
 def _exchange_class(exchange_id: str, websocket: bool) -> type[Any]:
     if websocket:
         try:
@@ -101,15 +126,20 @@ class CcxtVenue(Venue):
         timeout_ms: int = 10_000,
         poll_interval_s: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        api_url: str | None = None,
     ) -> None:
         """`symbols`: the markets this venue trades, used where the exchange needs a symbol per call
-        (fills without a symbol). `websocket`: use ccxt.pro (watch_orders) where the exchange offers it."""
+        (fills without a symbol). `websocket`: use ccxt.pro (watch_orders) where the exchange offers it.
+        `api_url`: send every REST call to this http(s)://host:port instead (sandbox only; tests)."""
         if sandbox and live:
             raise ValueError("sandbox=True and live=True contradict each other")
         if not sandbox and not (live and confirm_live):
             raise LiveTradingNotConfirmed(
                 f"{exchange_id}: a non-sandbox venue trades real money; pass live=True and confirm_live=True"
             )
+        if api_url is not None and not sandbox:
+            raise ValueError(f"{exchange_id}: api_url overrides are for the sandbox only, never with real money")
+        base = parse_api_url(api_url) if api_url is not None else None
         self.name = exchange_id
         self.sandbox = sandbox
         self.market_type = market_type
@@ -134,9 +164,17 @@ class CcxtVenue(Venue):
                     f"{exchange_id} has no sandbox/testnet in ccxt; use live=True, confirm_live=True"
                 )
             self._exchange.set_sandbox_mode(True)
+        if base is not None:
+            self._exchange.urls["api"] = rewrite_rest_urls(self._exchange.urls["api"], base)
         self._client_ids: dict[str, str] = {}  # venue order id -> client order id, for fills
         log.info("ccxt_venue_created", venue=self.name, sandbox=sandbox, market_type=market_type,
-                 key_id=credentials.key_id if credentials else "public")
+                 key_id=credentials.key_id if credentials else "public",
+                 api_url=urlunsplit(base) if base is not None else None)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The request budget every call of this venue draws on."""
+        return self._limiter
 
     @property
     def exchange(self) -> Any:

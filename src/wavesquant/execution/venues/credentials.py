@@ -17,8 +17,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 
-class MissingCredentialError(RuntimeError):
-    """A required credential variable is not set (message names the variable)."""
+class MissingCredentialError(ValueError):
+    """A required credential variable is not set (message names the variable; a ValueError, so the CLI shows
+    it as one line)."""
 
 
 def env_prefix(exchange: str) -> str:

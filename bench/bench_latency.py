@@ -1,0 +1,182 @@
+"""Latency benchmark (not a test): tick published by data_feeds -> fill reported by execution.
+
+All seven agents run as separate OS processes (`wq agent run NAME`) over the real Redis, as in production.
+The benchmark-only `tick_probe` strategy turns every tick into a small market order, so every tick travels
+the whole path: data_feeds -> strategy_engine -> core -> risk -> execution -> execution report. Latency is
+measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the moment this
+script reads the fill report from the stream; all processes share the machine's clock.
+
+    .venv/bin/python bench/bench_latency.py --rate 1000 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import redis.asyncio as aioredis
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from wavesquant.config import AGENT_NAMES
+from wavesquant.messages import ExecutionReport, decode
+
+ROOT = Path(__file__).resolve().parents[1]
+WQ = str(Path(sys.executable).with_name("wq"))
+
+
+def bench_config(rate: float) -> dict:
+    return {
+        "bus": {"backend": "redis"},
+        "logging": {"level": "warning"},
+        "data_feeds": {
+            "source": "synthetic",
+            "loops": {"hft_data_feeds": 0.001},
+            "synthetic": {"symbols": ["BTC/USDT"], "start_prices": [60000.0], "ticks_per_second": rate,
+                          "vol_per_tick": 0.0001},
+        },
+        "strategy_engine": {
+            "signal_ttl_s": 5.0,
+            "strategies": [{"id": "probe", "kind": "tick_probe", "params": {"symbols": ["BTC/USDT"], "quantity": 0.001}}],
+        },
+        "risk": {"limits": {"max_orders_per_second": 100_000, "duplicate_window_ms": 1,
+                            "max_order_notional": 1_000_000, "max_position_per_strategy": 1_000_000}},
+        "execution": {"paper": {"persist": True}},
+    }
+
+
+async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple[list[float], int]:
+    client = aioredis.Redis.from_url(url)
+    stream = f"{prefix}execution_reports"
+    last = "$"
+    latencies: list[float] = []
+    fills = 0
+    t_start = time.monotonic()
+    try:
+        while time.monotonic() - t_start < seconds + warmup:
+            entries = await client.xread({stream: last}, block=500, count=1000)
+            now = time.time_ns()
+            for _, items in entries or []:
+                for entry_id, fields in items:
+                    last = entry_id
+                    msg = decode(fields[b"d"])
+                    if isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns:
+                        if time.monotonic() - t_start >= warmup:
+                            latencies.append((now - msg.origin_ts_ns) / 1e6)
+                            fills += 1
+    finally:
+        await client.aclose()
+    return latencies, fills
+
+
+async def message_rate(url: str, prefix: str) -> int:
+    """Total messages published by all agents so far (from their heartbeats)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        total = 0
+        for agent in AGENT_NAMES:
+            raw = await client.get(f"{prefix}status:{agent}")
+            if raw:
+                hb = decode(raw)
+                total += sum(v for k, v in hb.counters.items() if k.startswith("pub:"))  # type: ignore[attr-defined]
+        return total
+    finally:
+        await client.aclose()
+
+
+async def wait_for_heartbeats(url: str, prefix: str, timeout: float = 30.0) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all([await client.exists(f"{prefix}status:{a}") for a in AGENT_NAMES]):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("agents did not all report a heartbeat in time")
+    finally:
+        await client.aclose()
+
+
+def cleanup(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float]:
+    prefix = f"wqbench{uuid.uuid4().hex[:8]}:"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "bench.yaml"
+        cfg.write_text(yaml.safe_dump(bench_config(rate)))
+        env = {**os.environ, "WQ_BUS__URL": url, "WQ_BUS__PREFIX": prefix}
+        procs = []
+        try:
+            # downstream first so nothing published at start-up is missed
+            for agent in reversed(AGENT_NAMES):
+                log = open(Path(tmp) / f"{agent}.log", "w")
+                procs.append(subprocess.Popen([WQ, "agent", "run", agent, "--config", str(cfg)], env=env, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+            asyncio.run(wait_for_heartbeats(url, prefix))
+            published_before = asyncio.run(message_rate(url, prefix))
+            t0 = time.monotonic()
+            latencies, fills = asyncio.run(collect(url, prefix, seconds, warmup))
+            elapsed = time.monotonic() - t0
+            published = asyncio.run(message_rate(url, prefix)) - published_before
+        finally:
+            for p in procs:
+                with_suppress_kill(p, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with_suppress_kill(p, signal.SIGKILL)
+            cleanup(url, prefix)
+    if not latencies:
+        raise RuntimeError(f"no fills observed; agent logs were in {tmp}")
+    arr = np.array(latencies)
+    return {"rate": rate, "fills": fills, "fills_per_s": fills / seconds, "p50": float(np.percentile(arr, 50)),
+            "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max()),
+            "msgs_per_s": published / elapsed}
+
+
+def with_suppress_kill(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, nargs="+", default=[1000.0], help="ticks per second (one order each)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    console = Console()
+    table = Table(title="tick -> fill latency, 7 agent processes over Redis (ms)")
+    for col in ("ticks/s", "fills", "fills/s", "p50", "p90", "p99", "max", "bus msgs/s"):
+        table.add_column(col, justify="right")
+    for rate in args.rate:
+        with console.status(f"running at {rate:g} ticks/s for {args.seconds:g}s (+{args.warmup:g}s warm-up)..."):
+            r = run(rate, args.seconds, args.warmup, args.url)
+        table.add_row(f"{r['rate']:g}", str(r["fills"]), f"{r['fills_per_s']:.0f}", f"{r['p50']:.2f}",
+                      f"{r['p90']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}", f"{r['msgs_per_s']:.0f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
