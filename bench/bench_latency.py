@@ -38,7 +38,7 @@ WQ = str(Path(sys.executable).with_name("wq"))
 def bench_config(rate: float) -> dict:
     return {
         "bus": {"backend": "redis"},
-        "logging": {"level": "warning"},
+        "logging": {"level": "warning"},  # noqa
         "data_feeds": {
             "source": "synthetic",
             "loops": {"hft_data_feeds": 0.001},

@@ -17,6 +17,8 @@ from wavesquant.core.clock import Clock, LiveClock
 
 log = structlog.get_logger(__name__)
 
+SHUTDOWN_TIMEOUT_S = 10.0
+
 _AGENT_CLASSES = {
     "data_feeds": "wavesquant.agents.data_feeds:DataFeedsAgent",
     "market_conditions": "wavesquant.agents.market_conditions:MarketConditionsAgent",
@@ -89,10 +91,38 @@ class Runtime:
         finally:
             for a in self.agents:
                 a.shutdown()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
+            if stuck:
+                crashed = True
+                _log_stuck_tasks(stuck)
+                for t in stuck:
+                    t.cancel()
             waiter.cancel()
-            await self.bus.close()
+            try:
+                await asyncio.wait_for(self.bus.close(), SHUTDOWN_TIMEOUT_S)
+            except TimeoutError:
+                crashed = True
+                log.error("bus_close_timeout", seconds=SHUTDOWN_TIMEOUT_S)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         return 1 if crashed else 0
+
+
+def _log_stuck_tasks(stuck: set[asyncio.Task[None]]) -> None:
+    """Name every task still running after the shutdown timeout, and where it waits."""
+    pending = [t for t in asyncio.all_tasks() if not t.done()]
+    for t in pending:
+        log.error("shutdown_stuck_task", task=t.get_name(), waiting_in=" -> ".join(_await_chain(t.get_coro())))
+    log.error("shutdown_timeout", agents=[t.get_name() for t in stuck], seconds=SHUTDOWN_TIMEOUT_S)
+
+
+def _await_chain(coro: object) -> list[str]:
+    """Where a suspended coroutine waits: its frame, then the frames of what it awaits, innermost last."""
+    chain = []
+    while coro is not None and len(chain) < 12:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain

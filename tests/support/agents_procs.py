@@ -164,6 +164,8 @@ class AgentSystem:
             try:
                 codes[p.name] = p.popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                dump = subprocess.run(["/tmp/pyspy/bin/py-spy", "dump", "--pid", str(p.popen.pid)], capture_output=True, text=True)
+                Path(f"/tmp/wqsys/stuck-{p.name}-{p.popen.pid}.txt").write_text(dump.stdout + dump.stderr)
                 _signal_group(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(10)
                 codes[p.name] = None  # had to be killed

@@ -156,11 +156,18 @@ class Agent:
             await self.publish_heartbeat()
         except Exception:  # best effort on the way out
             pass
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for sub in self._open_subs:
+        for sub in self._open_subs:  # ends every subscription's iteration
             await sub.close()
+        pending = [t for t in self._tasks if not t.done()]
+        for _ in range(5):  # re-cancel: a cancellation can be lost in a race inside a library
+            for task in pending:
+                task.cancel()
+            _, still = await asyncio.wait(pending, timeout=1.0) if pending else (set(), set())
+            pending = list(still)
+            if not pending:
+                break
+        if pending:
+            self.log.error("tasks_did_not_stop", tasks=[t.get_name() for t in pending])
         await self.cleanup()
         self.log.info("agent_stopped")
 

@@ -170,7 +170,8 @@ class EmbeddedBus(Bus):
         if g.next_index - s.base >= len(s.entries) and block_ms > 0:
             s.changed.clear()
             try:
-                await asyncio.wait_for(s.changed.wait(), block_ms / 1000)
+                async with asyncio.timeout(block_ms / 1000):
+                    await s.changed.wait()
             except TimeoutError:
                 return []
         start = max(g.next_index, s.base) - s.base

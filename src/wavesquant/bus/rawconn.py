@@ -123,7 +123,9 @@ class RespConnection(asyncio.Protocol):
         futures = [loop.create_future() for _ in commands]
         self._waiters.extend(futures)
         self.write(b"".join(commands))
-        return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the result
+        async with asyncio.timeout(timeout):
+            return list(await asyncio.gather(*futures))
 
     def pause_reading(self) -> None:
         if self._transport is not None:

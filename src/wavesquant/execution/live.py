@@ -1,12 +1,14 @@
 """The live-trading guard: real money moves only when three independent things agree.
 
-1. the configuration: ``execution.venue: ccxt``, ``execution.ccxt.live: true``, ``execution.ccxt.sandbox: false``;
+1. the configuration: ``execution.venue: ccxt``, ``execution.ccxt.live: true`` and
+   ``execution.ccxt.sandbox: false``;
 2. the command line: the process was started with ``--live``;
 3. the operator: typed the exchange id at the prompt, or (non-interactive deployments) set
    ``WQ_CONFIRM_LIVE=<exchange id>`` in the environment.
 
 `require_live_confirmation` checks all three and records the confirmation for this process;
-`venue_factory.build_venue` refuses to build a real-money venue for an exchange this process has not confirmed.
+`venue_factory.build_venue` refuses to build a real-money venue for an exchange this process has not
+confirmed.
 The record lives in process memory only: every process (``wq run --live``, ``wq agent run execution --live``)
 confirms for itself, and nothing an agent reads from the bus or the config alone can switch it on.
 """
@@ -61,17 +63,20 @@ def require_live_confirmation(
     if not ccxt.live:
         raise LiveTradingRefused("--live needs execution.ccxt.live: true in the configuration")
     if ccxt.sandbox:
-        raise LiveTradingRefused("--live needs execution.ccxt.sandbox: false (the sandbox trades no real money)")
+        raise LiveTradingRefused("--live needs execution.ccxt.sandbox: false "
+                                 "(the sandbox trades no real money)")
     exchange = ccxt.exchange_id
     source = os.environ if env is None else env
     preset = (source.get(CONFIRM_ENV) or "").strip()
     if preset:
         if preset != exchange:
-            raise LiveTradingRefused(f"{CONFIRM_ENV}={preset!r} does not match the configured exchange {exchange!r}")
+            raise LiveTradingRefused(
+                f"{CONFIRM_ENV}={preset!r} does not match the configured exchange {exchange!r}"
+            )
     elif confirm is None:
         raise LiveTradingRefused(
-            f"live trading on {exchange} needs confirmation: run it from a terminal and type the exchange id, "
-            f"or set {CONFIRM_ENV}={exchange}"
+            f"live trading on {exchange} needs confirmation: run it from a terminal and type the "
+            f"exchange id, or set {CONFIRM_ENV}={exchange}"
         )
     else:
         try:
@@ -79,7 +84,9 @@ def require_live_confirmation(
         except (EOFError, KeyboardInterrupt):
             raise LiveTradingRefused("live trading not confirmed (no answer)") from None
         if answer.strip() != exchange:
-            raise LiveTradingRefused(f"live trading not confirmed: expected {exchange!r}, got {answer.strip()!r}")
+            raise LiveTradingRefused(
+                f"live trading not confirmed: expected {exchange!r}, got {answer.strip()!r}"
+            )
     _confirmed.add(exchange)
     log.warning("live_trading_confirmed", exchange=exchange, via=CONFIRM_ENV if preset else "prompt")
 

@@ -22,7 +22,12 @@ from wavesquant.execution.matching import FeeSchedule, MatchingEngine
 from wavesquant.execution.venues.base import Venue
 from wavesquant.execution.venues.paper import PaperVenue
 from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore, RedisPaperStore
-from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget, RateLimiter, SharedRateLimiter
+from wavesquant.execution.venues.rate_limit import (
+    LocalRateLimiter,
+    RateBudget,
+    RateLimiter,
+    SharedRateLimiter,
+)
 
 # Until CcxtVenueSettings has an `api_url` field this variable carries the (sandbox-only) REST base override.
 API_URL_ENV = "WQ_CCXT_API_URL"
@@ -69,14 +74,15 @@ def check_live_settings(c: CcxtVenueSettings) -> bool:
     if c.sandbox and not c.live:
         return False
     if c.sandbox and c.live:
-        raise LiveTradingRefused("execution.ccxt: live: true needs sandbox: false (they contradict each other)")
+        raise LiveTradingRefused("execution.ccxt: live: true needs sandbox: false "
+                                 "(they contradict each other)")
     if not c.live:
-        raise LiveTradingRefused("execution.ccxt.sandbox is false, which trades real money: also set live: true "
-                                 "and start with --live, or set sandbox: true")
+        raise LiveTradingRefused("execution.ccxt.sandbox is false, which trades real money: also set "
+                                 "live: true and start with --live, or set sandbox: true")
     if not is_live_confirmed(c.exchange_id):
         raise LiveTradingRefused(
-            f"execution.ccxt.live is true: real money on {c.exchange_id} needs the --live flag and the operator's "
-            f"confirmation (type the exchange id, or set {CONFIRM_ENV}={c.exchange_id})"
+            f"execution.ccxt.live is true: real money on {c.exchange_id} needs the --live flag and the "
+            f"operator's confirmation (type the exchange id, or set {CONFIRM_ENV}={c.exchange_id})"
         )
     return True
 

@@ -3,4 +3,4 @@
 from wavesquant.journal.store import JournalError, JournalFill, JournalOrder, StrategyPnl, TradeJournal
 from wavesquant.journal.sync import SyncStats, sync_journal
 
-__all__ = ["JournalError", "JournalFill", "JournalOrder", "StrategyPnl", "TradeJournal", "SyncStats", "sync_journal"]
+__all__ = ["JournalError", "JournalFill", "JournalOrder", "StrategyPnl", "SyncStats", "TradeJournal", "sync_journal"]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from wavesquant.execution.venues.base import Fill
 from wavesquant.portfolio.positions import Portfolio
@@ -132,7 +132,8 @@ _MIGRATIONS: dict[int, str] = {
 
 _ORDER_COLUMNS = ("client_order_id, strategy_id, signal_id, symbol, side, type, quantity, limit_price, status, "
                   "filled_quantity, average_price, fees, created_ms, updated_ms")
-_FILL_COLUMNS = "fill_id, client_order_id, strategy_id, symbol, side, quantity, price, fee, fee_currency, liquidity, ts_ms"
+_FILL_COLUMNS = ("fill_id, client_order_id, strategy_id, symbol, side, quantity, price, fee, fee_currency, liquidity, "
+                 "ts_ms")
 LAST_EVENT_ID = "last_event_id"
 
 
@@ -162,7 +163,7 @@ class TradeJournal:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> TradeJournal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import logging
 import re
 import sqlite3
@@ -18,38 +17,27 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import typer
-from redis.exceptions import RedisError
+from rich.console import Console
 from rich.table import Table
 
-from wavesquant.bus.base import Bus
 from wavesquant.cli import ConfigOpt, RedisOpt, UserError, err, fail, out, run_async, settings_from
 from wavesquant.config import Settings
-from wavesquant.journal.store import JournalError, TradeJournal
-from wavesquant.journal.sync import SyncStats, sync_journal
-from wavesquant.messages import (
-    CancelOrder,
-    Channel,
-    ControlAck,
-    ControlCommand,
-    Envelope,
-    ExecutionReport,
-    NewOrder,
-    OrderTransition,
-    RiskAlert,
-    RiskDecision,
-    SignalEvent,
-)
-from wavesquant.ops import queries
-from wavesquant.ops.queries import EVENT_LOG_TYPES, SIGNAL_STATE_CHOICES, EventEntry
+from wavesquant.types import SignalState
+
+if TYPE_CHECKING:  # the heavy modules load when a command runs, not with every `wq` invocation
+    from wavesquant.bus.base import Bus
+    from wavesquant.messages import ControlAck
+    from wavesquant.ops.queries import EventEntry
 
 T = TypeVar("T")
 
 DEFAULT_JOURNAL = Path("var/journal.sqlite")
-_ENVELOPE_FIELDS = {"type", "msg_id", "source", "ts_ms", "ts_ns", "expires_at_ms", "schema_version"}
+READ_RETRY_S = 3.0  # how long read-only commands retry an unreachable Redis
+SIGNAL_STATE_CHOICES: tuple[str, ...] = (*(s.value for s in SignalState), "pending")  # = queries' choices
 
 events_app = typer.Typer(help="The event log: follow it live or replay its history.", no_args_is_help=True)
 journal_app = typer.Typer(help="The trade journal (SQLite): sync it from the event log, report PnL.",
@@ -82,8 +70,8 @@ class _Stderr:
 
 
 def quiet_logging(settings: Settings) -> None:
-    """Operator commands print their answer on stdout (pipeable, e.g. `--json | jq`); the bus's own log lines
-    go to stderr, warnings and errors only."""
+    """Operator commands print their answer on stdout (pipeable, e.g. `--json | jq`) and problems as one line on
+    stderr; the bus's own log lines go to stderr, errors only (its retry warnings would bury the answer)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if settings.logging.json_output
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -91,32 +79,47 @@ def quiet_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
                     renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
 
-def _read(settings: Settings, fn: Callable[[Bus], Awaitable[T]]) -> T:
-    """Run `fn` against the system's bus; every failure becomes a one-line error."""
-    quiet_logging(settings)
+async def _with_bus(settings: Settings, fn: Callable[[Bus], Awaitable[T]], retry_s: float | None) -> T:
+    """Open the system's bus, run `fn`, close the bus; every failure the operator can act on becomes a
+    UserError (one line). `retry_s` shortens how long an unreachable Redis is retried."""
+    from redis.exceptions import RedisError
 
-    async def main() -> T:
-        from wavesquant.core.clock import LiveClock
-        from wavesquant.runtime import make_bus
+    from wavesquant.bus.rawconn import HandshakeError
+    from wavesquant.core.clock import LiveClock
+    from wavesquant.journal.store import JournalError
+    from wavesquant.runtime import make_bus
 
+    try:
         bus = make_bus(settings, LiveClock())
-        try:
-            await bus.start()
-            return await fn(bus)
-        except RedisError as exc:
-            raise UserError(f"Redis error: {exc}") from None
-        except (JournalError, sqlite3.Error) as exc:
-            raise UserError(f"journal: {exc}") from None
-        finally:
-            await bus.close()
+    except ValueError as exc:  # e.g. an unsupported Redis URL
+        raise UserError(f"bus: {exc}") from None
+    if retry_s is not None and hasattr(bus, "retry_timeout_s"):
+        bus.retry_timeout_s = retry_s
+    try:
+        await bus.start()
+        return await fn(bus)
+    except HandshakeError as exc:
+        raise UserError(f"Redis refused the connection: {exc} (check the password / ACL in --redis / bus.url)"
+                        ) from None
+    except RedisError as exc:
+        raise UserError(f"Redis error: {exc}") from None
+    except (JournalError, sqlite3.Error) as exc:
+        raise UserError(f"journal: {exc}") from None
+    finally:
+        await bus.close()
 
-    return run_async(main)
+
+def _read(settings: Settings, fn: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run `fn` against the system's bus; an operator waiting for a table wants an unreachable Redis reported
+    after a few seconds, not after the agents' retry window."""
+    quiet_logging(settings)
+    return run_async(lambda: _with_bus(settings, fn, READ_RETRY_S))
 
 
 def _ts(ms: int | None) -> str:
@@ -140,21 +143,35 @@ def _table(title: str, columns: list[str], right: set[str]) -> Table:
     return table
 
 
+def _emit(table: Table) -> None:
+    """In a terminal, fit the table to its width; into a pipe or file, print it at its natural width so
+    no id or number is folded over lines (grep finds whole rows)."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        natural = out.measure(table, options=out.options.update_width(100_000)).maximum
+        Console(file=out.file, width=max(out.width, natural), no_color=out.no_color).print(table)
+
+
 def _print_table(table: Table, rows: list[Any], empty: str) -> None:
     if rows:
-        out.print(table)
+        _emit(table)
     else:
         out.print(empty, highlight=False)
 
 
 def _check_types(types: list[str]) -> None:
+    from wavesquant.ops.queries import EVENT_LOG_TYPES
+
     unknown = [t for t in types if t not in EVENT_LOG_TYPES]
     if unknown:
         fail(f"unknown event type {unknown[0]!r}; event-log types are: {', '.join(EVENT_LOG_TYPES)}")
 
 
 def _check_entry_id(option: str, entry_id: str) -> None:
-    if not queries.valid_entry_id(entry_id):
+    from wavesquant.ops.queries import valid_entry_id
+
+    if not valid_entry_id(entry_id):
         fail(f"{option} {entry_id!r} is not a stream entry id (e.g. 1700000000000-0, 1700000000000, - or +)")
 
 
@@ -169,7 +186,9 @@ def signals(
     if state is not None and state not in SIGNAL_STATE_CHOICES:
         fail(f"unknown signal state {state!r}; states are: {', '.join(SIGNAL_STATE_CHOICES)}")
     settings = settings_from(config, redis, need_redis=True)
-    rows, total = _read(settings, lambda bus: queries.list_signals(bus, state, limit))
+    from wavesquant.ops.queries import list_signals
+
+    rows, total = _read(settings, lambda bus: list_signals(bus, state, limit))
     table = _table("Signals" + (f" ({state})" if state else ""),
                    ["signal", "type", "strategy", "symbol", "state", "created", "updated", "expires", "reason"],
                    set())
@@ -188,7 +207,9 @@ def orders(
 ) -> None:
     """Orders and their state, replayed through the order state machine from the event log."""
     settings = settings_from(config, redis, need_redis=True)
-    rows, total = _read(settings, lambda bus: queries.list_orders(bus, open_only, limit))
+    from wavesquant.ops.queries import list_orders
+
+    rows, total = _read(settings, lambda bus: list_orders(bus, open_only, limit))
     columns = ["client order id", "strategy", "symbol", "side", "type", "quantity", "filled", "avg price",
                "limit", "status", "fees", "created", "updated"]
     problems = any(o.problem for o in rows)
@@ -212,7 +233,9 @@ def positions(
 ) -> None:
     """Positions and PnL from every fill in the event log, marked at each symbol's latest fill price."""
     settings = settings_from(config, redis, need_redis=True)
-    view = _read(settings, queries.positions)
+    from wavesquant.ops.queries import positions as positions_of
+
+    view = _read(settings, positions_of)
     pf = view.portfolio
     table = _table("Net positions" if net else "Positions",
                    ["strategy", "symbol", "quantity", "avg entry", "mark", "realised", "unrealised", "fees"],
@@ -220,7 +243,7 @@ def positions(
     rows = pf.net_positions() if net else sorted(pf.positions(), key=lambda p: (p.strategy_id or "", p.symbol))
     for p in rows:
         strategy = "(all)" if net else (p.strategy_id or "-")
-        table.add_row(strategy, p.symbol, _num(p.quantity), _money(p.avg_entry_price),
+        table.add_row(strategy, p.symbol, _num(p.quantity), _num(p.avg_entry_price) if p.quantity else "-",
                       _num(view.marks.get(p.symbol)), _money(p.realized_pnl),
                       _money(pf.unrealized_pnl(p.symbol, None if net else p.strategy_id)), _money(p.fees))
     totals = pf.totals()
@@ -234,49 +257,9 @@ def positions(
 
 
 # events ----------------------------------------------------------------------------------------------------
-def describe(msg: Envelope) -> str:
-    """One line saying what an event-log message is about."""
-    if isinstance(msg, ExecutionReport):
-        text = (f"{msg.kind} {msg.client_order_id} {msg.side.value} {msg.symbol} "
-                f"{_num(msg.filled_quantity)}/{_num(msg.quantity)} {msg.status.value}")
-        if msg.kind == "fill":
-            text += f" fill {_num(msg.last_quantity)}@{_num(msg.last_price)} fee {_num(msg.fee)} {msg.fee_currency}"
-        return text + (f" ({msg.reason})" if msg.reason else "")
-    if isinstance(msg, OrderTransition):
-        t = msg.transition
-        if t:
-            return f"{msg.client_order_id} {t.get('from_status')} -> {t.get('to_status')} ({t.get('event')})"
-        r = msg.request or {}
-        limit = f" @ {r['limit_price']}" if r.get("limit_price") is not None else ""
-        return (f"{msg.client_order_id} created: {r.get('side')} {r.get('quantity')} {r.get('symbol')} "
-                f"{r.get('type')}{limit} strategy={msg.strategy_id or '-'}")
-    if isinstance(msg, SignalEvent):
-        text = (f"{msg.signal_id} {msg.from_state.value if msg.from_state else '-'} -> {msg.to_state.value} "
-                f"{msg.signal_type} {msg.strategy_id or '-'} {msg.symbol or '-'}")
-        return text + (f" ({msg.reason})" if msg.reason else "")
-    if isinstance(msg, RiskDecision | NewOrder):
-        o = msg.order
-        head = ("approved" if msg.approved else "blocked") if isinstance(msg, RiskDecision) else "new"
-        text = f"{head} {o.client_order_id} {o.side.value} {_num(o.quantity)} {o.symbol} {o.order_type.value}"
-        if o.limit_price is not None:
-            text += f" @ {_num(o.limit_price)}"
-        if isinstance(msg, RiskDecision) and msg.denials:
-            text += " [" + ", ".join(d.code for d in msg.denials) + "]"
-        return text
-    if isinstance(msg, CancelOrder):
-        target = ("all" + (f" {msg.symbol}" if msg.symbol else "") + (" flatten" if msg.flatten else "")
-                  if msg.all else str(msg.client_order_id))
-        return f"cancel {target}" + (f" ({msg.reason})" if msg.reason else "")
-    if isinstance(msg, RiskAlert):
-        return f"{msg.level} {msg.code} trading={msg.trading_state}: {msg.message}"
-    if isinstance(msg, ControlCommand):
-        args = " ".join(f"{k}={v}" for k, v in msg.args.items())
-        return f"{msg.command} -> {msg.target}" + (f" {args}" if args else "")
-    fields = {k: v for k, v in msg.model_dump(mode="json").items() if k not in _ENVELOPE_FIELDS}
-    return json.dumps(fields, separators=(",", ":"))[:300]
-
-
 def _event_line(entry: EventEntry) -> str:
+    from wavesquant.ops.queries import describe
+
     if entry.message is None:
         return f"{entry.entry_id}  {'-':23}  {'invalid':18} {'-':17} {entry.error}"
     m = entry.message
@@ -302,11 +285,14 @@ def events_tail(
     settings = settings_from(config, redis, need_redis=True)
 
     async def follow(bus: Bus) -> int:
+        from wavesquant.messages import Channel
+        from wavesquant.ops.queries import tail_events
+
         client = getattr(bus, "client", None)
         if client is None:
             raise UserError("events tail needs the Redis bus")
-        return await queries.tail_events(client, bus.key(Channel.EVENTS), lambda e: _show_entry(e, as_json),
-                                         types or None, count)
+        return await tail_events(client, bus.key(Channel.EVENTS), lambda e: _show_entry(e, as_json),
+                                 types or None, count)
 
     _read(settings, follow)
 
@@ -327,9 +313,11 @@ def events_replay(
     settings = settings_from(config, redis, need_redis=True)
 
     async def replay(bus: Bus) -> int:
+        from wavesquant.ops.queries import iter_event_log
+
         shown = 0
         wanted = set(types)
-        async for entry in queries.iter_event_log(bus, start, end):
+        async for entry in iter_event_log(bus, start, end):
             if wanted and entry.type not in wanted:
                 continue
             _show_entry(entry, as_json)
@@ -347,6 +335,9 @@ def events_replay(
 @journal_app.command("sync")
 def journal_sync(db: Path = DbOpt, config: Path | None = ConfigOpt, redis: str | None = RedisOpt) -> None:
     """Copy new orders and fills from the event log into the journal (idempotent, incremental)."""
+    from wavesquant.journal.store import TradeJournal
+    from wavesquant.journal.sync import SyncStats, sync_journal
+
     settings = settings_from(config, redis, need_redis=True)
     stats = SyncStats()
 
@@ -364,7 +355,7 @@ def journal_sync(db: Path = DbOpt, config: Path | None = ConfigOpt, redis: str |
                   "event-log entries", highlight=False)
     out.print(f"journal {db}: {stats.entries} new event-log entries, {stats.applied} applied, {stats.new_fills} new "
               f"fills; {counts['orders']} orders and {counts['fills']} fills in total; last entry "
-              f"{stats.last_event_id or '-'}", highlight=False)
+              f"{stats.last_event_id or '-'}", highlight=False, soft_wrap=True)
 
 
 @journal_app.command("report")
@@ -372,6 +363,8 @@ def journal_report(db: Path = DbOpt) -> None:
     """Realised PnL, fees and position per strategy and symbol, from every fill in the journal."""
     if not db.is_file():
         fail(f"no journal at {db}: run `wq journal sync` first (or pass --db)")
+    from wavesquant.journal.store import JournalError, TradeJournal
+
     try:
         with TradeJournal(db) as journal:
             rows = journal.pnl_by_strategy()
@@ -382,12 +375,13 @@ def journal_report(db: Path = DbOpt) -> None:
     table = _table("PnL by strategy", ["strategy", "symbol", "net qty", "avg entry", "realised PnL", "fees", "fills"],
                    {"net qty", "avg entry", "realised PnL", "fees", "fills"})
     for r in rows:
-        table.add_row(r.strategy_id or "-", r.symbol, _num(r.net_quantity), _money(r.avg_entry_price),
+        entry = _num(r.avg_entry_price) if r.net_quantity else "-"
+        table.add_row(r.strategy_id or "-", r.symbol, _num(r.net_quantity), entry,
                       _money(r.realized_pnl), _money(r.fees), str(r.fills))
     table.add_row("[bold]total[/]", "", "", "", _money(sum(r.realized_pnl for r in rows)),
                   _money(sum(r.fees for r in rows)), str(sum(r.fills for r in rows)))
     table.caption = f"{counts['orders']} orders, {counts['fills']} fills; synced up to entry {last or '-'}"
-    out.print(table)
+    _emit(table)
 
 
 # kill switch -----------------------------------------------------------------------------------------------
@@ -400,26 +394,27 @@ def _operator() -> str:
     return f"cli-{user}" if user else "cli"
 
 
-def send_control(settings: Settings, target: str, command: str, args: dict[str, str], timeout: float) -> list[ControlAck]:
+def send_control(settings: Settings, target: str, command: str, args: dict[str, str],
+                 timeout: float) -> list[ControlAck]:
     """Publish a control command and collect the acknowledgements of `target` until one arrived or `timeout`.
     Waits until our subscription is confirmed before publishing, so a fast ack cannot be missed."""
     quiet_logging(settings)
 
-    async def main() -> list[ControlAck]:
-        from wavesquant.core.clock import LiveClock
-        from wavesquant.runtime import make_bus
+    async def exchange(bus: Bus) -> list[ControlAck]:
+        from wavesquant.messages import Channel, ControlAck, ControlCommand
 
-        clock = LiveClock()
-        bus = make_bus(settings, clock)
-        await bus.start()
         sub = bus.subscribe([Channel.CONTROL])
         acks: list[ControlAck] = []
         try:
             ready = getattr(sub, "ready", None)
             if ready is not None:
-                await ready(timeout)
+                try:
+                    await ready(timeout)
+                except TimeoutError:
+                    raise UserError(f"could not subscribe to the control channel within {timeout:g}s; "
+                                    f"'{command}' was NOT sent") from None
             request_id = uuid.uuid4().hex
-            await bus.publish(ControlCommand.create(source=_operator(), ts_ns=clock.now_ns(), target=target,
+            await bus.publish(ControlCommand.create(source=_operator(), ts_ns=bus.clock.now_ns(), target=target,
                                                     command=command, request_id=request_id, args=args))
 
             async def collect() -> None:
@@ -434,10 +429,9 @@ def send_control(settings: Settings, target: str, command: str, args: dict[str, 
                 pass
         finally:
             await sub.close()
-            await bus.close()
         return acks
 
-    return run_async(main)
+    return run_async(lambda: _with_bus(settings, exchange, None))
 
 
 def _risk_command(settings: Settings, command: str, args: dict[str, str], timeout: float) -> None:
@@ -448,7 +442,7 @@ def _risk_command(settings: Settings, command: str, args: dict[str, str], timeou
     for ack in acks:
         colour = "green" if ack.ok else "red"
         out.print(f"[{colour}]{ack.agent}[/]: {command} -> {ack.status}" + (f" ({ack.detail})" if ack.detail else ""),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if not all(a.ok for a in acks):
         raise typer.Exit(1)
 
@@ -466,7 +460,8 @@ def kill(
         try:
             confirmed = typer.confirm(f"{what} on {settings.bus.url} (prefix {settings.bus.prefix!r})?",
                                       default=False)
-        except (typer.Abort, EOFError):
+        except (typer.Abort, EOFError):  # no answer (stdin closed)
+            err.print()
             confirmed = False
         if not confirmed:
             fail("aborted: nothing was sent", 1)
@@ -482,4 +477,4 @@ def resume_trading(
     _risk_command(settings, "resume_trading", {}, timeout)
 
 
-__all__ = ["register", "describe", "send_control", "DEFAULT_JOURNAL"]
+__all__ = ["DEFAULT_JOURNAL", "register", "send_control"]

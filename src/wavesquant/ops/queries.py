@@ -6,6 +6,7 @@ Everything here takes a `Bus` (Redis in production, the embedded bus in tests) a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
@@ -19,7 +20,20 @@ from wavesquant.execution.orders import Order, Transition, request_from_dict
 from wavesquant.execution.reports import fill_from_report
 from wavesquant.execution.venues.base import OrderRequest
 from wavesquant.lifecycle.signals import SignalBook, SignalTransition, TrackedSignal
-from wavesquant.messages import ROUTES, Channel, Envelope, ExecutionReport, OrderTransition, SignalEvent, decode
+from wavesquant.messages import (
+    ROUTES,
+    CancelOrder,
+    Channel,
+    ControlCommand,
+    Envelope,
+    ExecutionReport,
+    NewOrder,
+    OrderTransition,
+    RiskAlert,
+    RiskDecision,
+    SignalEvent,
+    decode,
+)
 from wavesquant.portfolio.positions import Portfolio
 from wavesquant.types import OrderStatus, OrderType, Side, SignalState
 
@@ -239,6 +253,56 @@ async def positions(bus: Bus) -> PositionsView:
     for symbol, price in marks.items():
         portfolio.mark(symbol, price)
     return PositionsView(portfolio, marks, fills, last_ms)
+
+
+# one line per event ---------------------------------------------------------------------------------------
+_ENVELOPE_FIELDS = {"type", "msg_id", "source", "ts_ms", "ts_ns", "expires_at_ms", "schema_version"}
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.8g}"
+
+
+def describe(msg: Envelope) -> str:
+    """One line saying what an event-log message is about."""
+    if isinstance(msg, ExecutionReport):
+        text = (f"{msg.kind} {msg.client_order_id} {msg.side.value} {msg.symbol} "
+                f"{_num(msg.filled_quantity)}/{_num(msg.quantity)} {msg.status.value}")
+        if msg.kind == "fill":
+            text += f" fill {_num(msg.last_quantity)}@{_num(msg.last_price)} fee {_num(msg.fee)} {msg.fee_currency}"
+        return text + (f" ({msg.reason})" if msg.reason else "")
+    if isinstance(msg, OrderTransition):
+        t = msg.transition
+        if t:
+            return f"{msg.client_order_id} {t.get('from_status')} -> {t.get('to_status')} ({t.get('event')})"
+        r = msg.request or {}
+        limit = f" @ {r['limit_price']}" if r.get("limit_price") is not None else ""
+        return (f"{msg.client_order_id} created: {r.get('side')} {r.get('quantity')} {r.get('symbol')} "
+                f"{r.get('type')}{limit} strategy={msg.strategy_id or '-'}")
+    if isinstance(msg, SignalEvent):
+        text = (f"{msg.signal_id} {msg.from_state.value if msg.from_state else '-'} -> {msg.to_state.value} "
+                f"{msg.signal_type} {msg.strategy_id or '-'} {msg.symbol or '-'}")
+        return text + (f" ({msg.reason})" if msg.reason else "")
+    if isinstance(msg, RiskDecision | NewOrder):
+        o = msg.order
+        head = ("approved" if msg.approved else "blocked") if isinstance(msg, RiskDecision) else "new"
+        text = f"{head} {o.client_order_id} {o.side.value} {_num(o.quantity)} {o.symbol} {o.order_type.value}"
+        if o.limit_price is not None:
+            text += f" @ {_num(o.limit_price)}"
+        if isinstance(msg, RiskDecision) and msg.denials:
+            text += " [" + ", ".join(d.code for d in msg.denials) + "]"
+        return text
+    if isinstance(msg, CancelOrder):
+        target = ("all" + (f" {msg.symbol}" if msg.symbol else "") + (" flatten" if msg.flatten else "")
+                  if msg.all else str(msg.client_order_id))
+        return f"cancel {target}" + (f" ({msg.reason})" if msg.reason else "")
+    if isinstance(msg, RiskAlert):
+        return f"{msg.level} {msg.code} trading={msg.trading_state}: {msg.message}"
+    if isinstance(msg, ControlCommand):
+        args = " ".join(f"{k}={v}" for k, v in msg.args.items())
+        return f"{msg.command} -> {msg.target}" + (f" {args}" if args else "")
+    fields = {k: v for k, v in msg.model_dump(mode="json").items() if k not in _ENVELOPE_FIELDS}
+    return json.dumps(fields, separators=(",", ":"))[:300]
 
 
 # following the log ---------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import pytest
 import structlog
 
 from wavesquant.execution.reconcile import reconcile
+from wavesquant.execution.venues.ccxt_venue import CcxtVenue
+from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget
 from wavesquant.execution.venues.base import (
     OrderNotFound,
     OrderRejected,
@@ -208,3 +210,46 @@ async def test_api_keys_never_logged(binance_env: Any) -> None:
     assert logs and "venue_unavailable" in text
     assert api_key not in text and api_secret not in text
     assert "signature=***" in str(info.value)  # signed query parameters are scrubbed too
+
+
+async def test_venue_pointed_at_the_loopback_by_url_loads_markets_through_ccxt(binance_env: Any) -> None:
+    """Another process cannot `attach`: it gets the loopback's URL (api_url) and loads the markets from the
+    recorded exchangeInfo entries through ccxt's own parser - the same markets `attach` loads from the fixture."""
+    attached = await binance_env.venue()
+    server = binance_env.server
+    by_url = CcxtVenue("binance", limiter=LocalRateLimiter(RateBudget(1000, 1)), credentials=binance_env.credentials,
+                       websocket=False, timeout_ms=2000, api_url=server.base_url)
+    binance_env.venues.append(by_url)
+    await by_url.connect()
+    assert server.count("GET", "/api/v3/exchangeInfo") == 1
+    assert {s for s, m in by_url.exchange.markets.items() if m["spot"]} == \
+        {s for s, m in attached.exchange.markets.items() if m["spot"]}
+    for symbol in ("LTC/USDT", "BTC/USDT"):
+        mine, theirs = by_url.exchange.markets[symbol], attached.exchange.markets[symbol]
+        assert mine["precision"]["amount"] == theirs["precision"]["amount"]
+        assert mine["precision"]["price"] == theirs["precision"]["price"]
+        assert mine["limits"]["amount"]["min"] == theirs["limits"]["amount"]["min"]
+
+    order = await by_url.submit(limit("wq-url-1"))
+    assert order.status is OrderStatus.OPEN and binance_env.book.orders["wq-url-1"]["orderId"] == order.venue_order_id
+    # the recorded open order is in the book: fetchable by its client order id like ours
+    recorded = await by_url.fetch_order(RECORDED_FOREIGN_ORDER, "LTC/USDT")
+    assert recorded is not None and recorded.status is OrderStatus.OPEN
+
+
+async def test_fault_on_one_kind_of_request_only(binance_env: Any) -> None:
+    venue = await binance_env.venue()
+    server, book = binance_env.server, binance_env.book
+    server.inject_fault(1, "drop_after", method="POST", path="/api/v3/order")
+    await venue.fetch_open_orders("LTC/USDT")  # other requests pass untouched
+    assert await venue.fetch_order("wq-kind-1", "LTC/USDT") is None
+    with pytest.raises(VenueUnavailable):
+        await venue.submit(limit("wq-kind-1"))  # its GET check passes, its create is processed then dropped
+    assert book.created == 1 and book.not_found["wq-kind-1"] == 2
+    assert (await venue.submit(limit("wq-kind-1"))).status is OrderStatus.OPEN  # asks first: no second create
+    assert server.count("POST", "/api/v3/order") == 1
+
+    book.place("wq-kind-2", side="SELL", quantity=0.5, price=99.0)  # placed by someone else
+    placed = await venue.fetch_order("wq-kind-2", "LTC/USDT")
+    assert placed is not None and (placed.side, placed.quantity, placed.limit_price) == (Side.SELL, 0.5, 99.0)
+    assert book.created == 1  # `created` counts creates sent to the exchange only

@@ -43,3 +43,18 @@ async def test_websocket_flag_selects_ccxt_pro() -> None:
     venue = CcxtVenue("binance", limiter=LIMITER, credentials=creds, websocket=True)
     assert venue.exchange.has.get("watchOrders") is True
     await venue.close()
+
+
+async def test_api_url_override_is_sandbox_only_and_keeps_paths() -> None:
+    with pytest.raises(ValueError, match="sandbox only"):
+        CcxtVenue("binance", limiter=LIMITER, sandbox=False, live=True, confirm_live=True, websocket=False,
+                  api_url="http://127.0.0.1:9")
+    for bad in ("127.0.0.1:9", "ftp://127.0.0.1:9", "http://127.0.0.1:9/api", "http://127.0.0.1:9?x=1"):
+        with pytest.raises(ValueError, match="api_url"):
+            CcxtVenue("binance", limiter=LIMITER, websocket=False, api_url=bad)
+    venue = CcxtVenue("binance", limiter=LIMITER, websocket=True, api_url="http://127.0.0.1:9")
+    api = venue.exchange.urls["api"]
+    assert api["private"] == "http://127.0.0.1:9/api/v3" and api["dapiPublic"] == "http://127.0.0.1:9/dapi/v1"
+    assert api["ws"]["spot"] == "wss://stream.testnet.binance.vision/ws"  # websocket endpoints are left alone
+    assert venue.limiter is LIMITER
+    await venue.close()

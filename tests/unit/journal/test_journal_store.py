@@ -90,8 +90,8 @@ def test_fill_without_strategy_takes_its_orders(tmp_path: Path) -> None:
 
 
 def test_order_state_never_moves_back_in_time(tmp_path: Path) -> None:
-    common = dict(client_order_id="o1", strategy_id="trend_a", signal_id="s1", symbol="BTC/USDT", side="buy",
-                  quantity=1.0)
+    common = {"client_order_id": "o1", "strategy_id": "trend_a", "signal_id": "s1", "symbol": "BTC/USDT",
+              "side": "buy", "quantity": 1.0}
     with TradeJournal(tmp_path / "j.sqlite") as journal:
         journal.record_order_state(**common, status="filled", filled_quantity=1.0, average_price=100.0, ts_ms=T0 + 10)
         journal.record_order_state(**common, status="open", filled_quantity=0.0, average_price=None, ts_ms=T0 + 5)

@@ -120,11 +120,13 @@ async def test_sync_builds_orders_and_fills(tmp_path: Path) -> None:
         assert journal.last_event_id == stats.last_event_id == entries[-1][0]
         orders = {o.client_order_id: o for o in journal.orders()}
         o1, o2 = orders["o1"], orders["o2"]
-        assert (o1.status, o1.type, o1.strategy_id, o1.signal_id, o1.side) == ("filled", "market", "trend_a", "sig-1", "buy")
+        assert (o1.status, o1.type, o1.strategy_id, o1.signal_id, o1.side) == \
+            ("filled", "market", "trend_a", "sig-1", "buy")
         assert o1.filled_quantity == pytest.approx(1.0)
         assert o1.average_price == pytest.approx((0.4 * 100 + 0.6 * 101) / 1.0)
         assert o1.fees == pytest.approx(0.1)
-        assert (o2.status, o2.type, o2.limit_price, o2.quantity, o2.filled_quantity) == ("canceled", "limit", 120.0, 2.0, 0)
+        assert (o2.status, o2.type, o2.limit_price, o2.quantity, o2.filled_quantity) == \
+            ("canceled", "limit", 120.0, 2.0, 0)
         fills = journal.fills()
         assert [(f.fill_id, f.quantity, f.price, f.strategy_id) for f in fills] == [
             ("f1", 0.4, 100.0, "trend_a"), ("f2", 0.6, 101.0, "trend_a")]
@@ -183,7 +185,8 @@ async def test_paging_gives_the_same_journal_as_one_page(tmp_path: Path) -> None
         assert small.last_event_id == big.last_event_id
 
 
-async def test_interrupted_sync_resumes_from_the_last_committed_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_interrupted_sync_resumes_from_the_last_committed_page(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     flow = two_orders()
     bus = await make_bus(flow.msgs)
     entries = await bus.read_range(Channel.EVENTS)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 import typer
+from test_ops_queries import Flow, system
 from typer.testing import CliRunner, Result
 
 import wavesquant.runtime
@@ -19,9 +20,8 @@ from wavesquant.journal.store import TradeJournal
 from wavesquant.journal.sync import sync_journal
 from wavesquant.messages import Channel, Envelope
 from wavesquant.ops.commands import register
-from wavesquant.types import Side, SignalState as S
-
-from test_ops_queries import Flow, system  # noqa: E402  (same directory; pytest puts it on sys.path)
+from wavesquant.types import Side
+from wavesquant.types import SignalState as S
 
 ENV = {"COLUMNS": "250", "WQ_BUS__PREFIX": "unit:"}
 
@@ -209,7 +209,7 @@ def test_journal_report_pnl_of_a_closed_round_trip(app: typer.Typer, tmp_path: P
     asyncio.run(build())
     result = invoke(app, "journal", "report", "--db", str(db))
     [row] = [r for r in rows_of(result.stdout) if r[1]]
-    assert row == ["trend_a", "BTC/USDT", "0", "0.00", "5.60", "0.40", "2"]  # 2 x 3 - 0.4 fees
+    assert row == ["trend_a", "BTC/USDT", "0", "-", "5.60", "0.40", "2"]  # 2 x 3 - 0.4 fees
 
 
 def test_kill_asks_and_sends_nothing_when_refused(app: typer.Typer, bus: EmbeddedBus) -> None:
@@ -252,3 +252,9 @@ def test_empty_log_says_so(app: typer.Typer, bus: EmbeddedBus) -> None:
     assert invoke(app, "positions").stdout.strip() == "no fills in the event log: no positions"
     result = invoke(app, "events", "replay")
     assert result.exit_code == 0 and result.stdout == "" and "no matching event-log entries" in result.stderr
+
+
+def test_state_choices_agree_with_the_queries() -> None:
+    from wavesquant.ops import commands, queries
+
+    assert commands.SIGNAL_STATE_CHOICES == queries.SIGNAL_STATE_CHOICES

@@ -7,14 +7,33 @@ import asyncio
 import pytest
 
 from wavesquant.bus.embedded import EmbeddedBus
-from wavesquant.execution.orders import Accepted, Canceled, CancelRequested, FillEvent, Order, OrderEvent, Submitted, request_to_dict
+from wavesquant.execution.orders import (
+    Accepted,
+    Canceled,
+    CancelRequested,
+    FillEvent,
+    Order,
+    OrderEvent,
+    Submitted,
+    request_to_dict,
+)
 from wavesquant.execution.reports import report_fields
 from wavesquant.execution.venues.base import Fill, OrderRequest, VenueOrder
-from wavesquant.messages import Channel, ControlCommand, Envelope, ExecutionReport, OrderTransition, RiskAlert, SignalEvent, encode
+from wavesquant.messages import (
+    Channel,
+    ControlCommand,
+    Envelope,
+    ExecutionReport,
+    OrderTransition,
+    RiskAlert,
+    SignalEvent,
+    encode,
+)
 from wavesquant.messages.orders import ReportKind
 from wavesquant.ops import queries
-from wavesquant.ops.commands import describe
-from wavesquant.types import Liquidity, OrderStatus, OrderType, Side, SignalState as S
+from wavesquant.ops.queries import describe
+from wavesquant.types import Liquidity, OrderStatus, OrderType, Side
+from wavesquant.types import SignalState as S
 
 T0 = 1_700_000_000_000
 

@@ -76,7 +76,8 @@ class LiveTradingNotConfirmed(ValueError):
 def parse_api_url(api_url: str) -> SplitResult:
     """`http(s)://host[:port]` (no path): the base an `api_url` override must have."""
     parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+    has_path = parts.path not in ("", "/") or bool(parts.query)
+    if parts.scheme not in ("http", "https") or not parts.netloc or has_path:
         raise ValueError(f"api_url must look like http://host:port (no path), got {api_url!r}")
     return parts
 
@@ -138,7 +139,8 @@ class CcxtVenue(Venue):
                 f"{exchange_id}: a non-sandbox venue trades real money; pass live=True and confirm_live=True"
             )
         if api_url is not None and not sandbox:
-            raise ValueError(f"{exchange_id}: api_url overrides are for the sandbox only, never with real money")
+            raise ValueError(f"{exchange_id}: api_url overrides are for the sandbox only, "
+                             f"never with real money")
         base = parse_api_url(api_url) if api_url is not None else None
         self.name = exchange_id
         self.sandbox = sandbox
