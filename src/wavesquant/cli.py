@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -140,50 +139,18 @@ def agent_run(name: str, config: Path | None = ConfigOpt, redis: str | None = Re
     raise typer.Exit(run_async(main))
 
 
-def _control(name: str, command: str, config: Path | None, redis: str | None, timeout: float,
-             args: dict[str, str] | None = None) -> None:
-    target = name if name in ("*", "all") else name
-    if target == "all":
-        target = "*"
+def _control(name: str, command: str, config: Path | None, redis: str | None, timeout: float) -> None:
+    from wavesquant.ops.commands import send_control
+
+    target = "*" if name in ("*", "all") else name
     if target != "*":
         _check_agent(target)
     settings = settings_from(config, redis, need_redis=True)
-
-    async def main() -> list[Any]:
-        from wavesquant.messages import Channel, ControlAck, ControlCommand
-        from wavesquant.runtime import make_bus
-        from wavesquant.core.clock import LiveClock
-
-        clock = LiveClock()
-        bus = make_bus(settings, clock)
-        await bus.start()
-        acks: list[ControlAck] = []
-        sub = bus.subscribe([Channel.CONTROL])
-        try:
-            request_id = uuid.uuid4().hex
-            await asyncio.sleep(0.05)  # let the subscription settle before we publish
-            await bus.publish(ControlCommand.create(source="cli", ts_ns=clock.now_ns(), target=target,
-                                                    command=command, request_id=request_id, args=args or {}))
-            expected = 1 if target != "*" else len(AGENT_NAMES)
-
-            async def collect() -> None:
-                async for batch in sub:
-                    acks.extend(m for m in batch if isinstance(m, ControlAck) and m.request_id == request_id)
-                    if len(acks) >= expected:
-                        return
-
-            try:
-                await asyncio.wait_for(collect(), timeout)
-            except TimeoutError:
-                pass
-        finally:
-            await sub.close()
-            await bus.close()
-        return acks
-
-    acks = run_async(main)
+    expected = len(AGENT_NAMES) if target == "*" else 1
+    acks = send_control(settings, target, command, {}, timeout, expected)
     if not acks:
-        fail(f"no acknowledgement from {target} within {timeout:.0f}s: is the agent running on {settings.bus.url}?", 1)
+        fail(f"no acknowledgement from {name} within {timeout:g}s: is the agent running on {settings.bus.url} "
+             f"(prefix {settings.bus.prefix!r})? check `wq status`", 1)
     for ack in acks:
         colour = "green" if ack.ok else "red"
         out.print(f"[{colour}]{ack.agent}[/]: {command} -> {ack.status}" + (f" ({ack.detail})" if ack.detail else ""))
@@ -322,6 +289,13 @@ def config_validate(config: Path | None = ConfigOpt) -> None:
     """Check a configuration file; one line per problem."""
     settings_from(config)
     out.print("[green]configuration is valid[/]")
+
+
+# operator commands (signals, orders, positions, events, journal, kill, resume-trading) live in ops/; they
+# import this module's helpers, so they are registered at the end
+from wavesquant.ops.commands import register as _register_ops  # noqa: E402
+
+_register_ops(app)
 
 
 def main() -> None:

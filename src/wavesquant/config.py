@@ -197,6 +197,13 @@ class ExecutionSettings(AgentSettings):
     reclaim_idle_ms: int = Field(default=5_000, ge=100)
 
 
+class JournalSettings(Frozen):
+    """The trade journal: execution keeps an SQLite file in step with the event log (orders, fills, PnL)."""
+
+    enabled: bool = False
+    path: Path = Path("var/journal.sqlite")
+
+
 class CoreSettings(AgentSettings):
     silence_timeout_s: float = Field(default=5.0, gt=0)
     signal_history: int = Field(default=100_000, ge=100)
@@ -219,6 +226,7 @@ class Settings(BaseSettings):
     strategy_engine: StrategyEngineSettings = Field(default_factory=StrategyEngineSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     core: CoreSettings = Field(default_factory=CoreSettings)
 
     @model_validator(mode="after")

@@ -59,7 +59,9 @@ async def tail_channel(settings: Settings, channel: Channel, show: Callable[[Env
     seen = 0
     try:
         if channel.transport == "stream":
-            last = "$"
+            from wavesquant.ops.queries import last_entry_id
+
+            last = await last_entry_id(bus.client, bus.key(channel))  # fixed once: no entry between reads is skipped
             while count is None or seen < count:
                 entries = await bus.client.xread({bus.key(channel): last}, block=1000, count=100)
                 for _, items in entries or []:

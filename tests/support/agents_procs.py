@@ -8,6 +8,7 @@ the agents left in Redis with redis-py: the event log, streams, dead letters, he
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -138,7 +139,7 @@ class AgentSystem:
                 popen = subprocess.Popen(
                     [str(WQ), "agent", "run", name, "--config", str(self.config)],
                     cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
                 )
             self.procs[name] = AgentProcess(name, popen, log_path)
         client = redis.Redis.from_url(self.redis_url)
@@ -153,7 +154,7 @@ class AgentSystem:
         finally:
             client.close()
 
-    def stop(self, timeout: float = 15.0) -> dict[str, int | None]:
+    def stop(self, timeout: float = 10.0) -> dict[str, int | None]:
         """SIGTERM every process group, SIGKILL what is still running after `timeout` s; returns exit codes."""
         for p in self.procs.values():
             if p.alive:
@@ -164,8 +165,6 @@ class AgentSystem:
             try:
                 codes[p.name] = p.popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                dump = subprocess.run(["/tmp/pyspy/bin/py-spy", "dump", "--pid", str(p.popen.pid)], capture_output=True, text=True)
-                Path(f"/tmp/wqsys/stuck-{p.name}-{p.popen.pid}.txt").write_text(dump.stdout + dump.stderr)
                 _signal_group(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(10)
                 codes[p.name] = None  # had to be killed
@@ -189,6 +188,12 @@ class AgentSystem:
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"wq agent {verb} {agent} exited {done.returncode}: {output}"
         return output
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test process dies without stopping us (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

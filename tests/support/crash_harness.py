@@ -249,18 +249,24 @@ def new_order(coid: str, symbol: str, side: Side, quantity: float, *, limit_pric
 
 
 class OrderFeeder:
-    """XADDs the given messages onto <prefix>orders from a background thread, `per_tick` every `interval_s`."""
+    """XADDs the given messages onto <prefix>orders from a background thread, `per_tick` every `interval_s`. The
+    last `hold_back` messages wait for `release()`, so a slow machine cannot run out of orders mid-test."""
 
     def __init__(self, client: redis.Redis, prefix: str, msgs: Sequence[Envelope], interval_s: float,
-                 per_tick: int = 1) -> None:
+                 per_tick: int = 1, hold_back: int = 0) -> None:
         self.client = client
         self.prefix = prefix
         self.msgs = list(msgs)
         self.interval_s = interval_s
         self.per_tick = per_tick
+        self.hold_back = hold_back
         self.sent = 0
         self._stop = threading.Event()
+        self._released = threading.Event()
         self._thread = threading.Thread(target=self._run, name="order-feeder", daemon=True)
+
+    def release(self) -> None:
+        self._released.set()
 
     def __enter__(self) -> OrderFeeder:
         self._thread.start()
@@ -268,6 +274,7 @@ class OrderFeeder:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._released.set()
         self._thread.join(timeout=10)
 
     @property
@@ -276,6 +283,8 @@ class OrderFeeder:
 
     def _run(self) -> None:
         while self.sent < len(self.msgs) and not self._stop.is_set():
+            if self.sent >= len(self.msgs) - self.hold_back:
+                self._released.wait()
             for msg in self.msgs[self.sent:self.sent + self.per_tick]:
                 xadd(self.client, self.prefix, Channel.ORDERS, msg)
                 self.sent += 1

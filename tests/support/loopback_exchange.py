@@ -371,6 +371,7 @@ class BinanceSpotBook:
     reject_next: tuple[int, str] | None = None  # (code, msg) for the next create
     lagging_queries: int = 0  # answer this many next order queries "does not exist" (index lag)
     not_found: Counter[str] = field(default_factory=Counter)  # "does not exist" answers per client order id
+    hidden: Counter[str] = field(default_factory=Counter)  # client order id -> queries still answered "does not exist"
     now_ms: int = 1_700_000_000_000
     _next_order_id: int = 9_100_000_001
     _next_trade_id: int = 500_000_001
@@ -467,8 +468,11 @@ class BinanceSpotBook:
 
     def _query(self, request: SeenRequest, static: Callable[[SeenRequest], Any | None]) -> Reply:
         key = request.params.get("origClientOrderId") or request.params.get("orderId", "")
-        if self.lagging_queries > 0:
-            self.lagging_queries -= 1
+        if self.lagging_queries > 0 or self.hidden[key] > 0:
+            if self.hidden[key] > 0:
+                self.hidden[key] -= 1
+            else:
+                self.lagging_queries -= 1
             self.not_found[key] += 1
             return self._error(-2013, "Order does not exist.")
         order = self._find(request.params)
@@ -523,6 +527,10 @@ class BinanceSpotBook:
         )
         self._next_trade_id += 1
         self.trades.append(trade)
+
+    def hide(self, client_order_id: str, queries: int) -> None:
+        """Answer the next `queries` queries of this order "does not exist" (index lag for one order)."""
+        self.hidden[client_order_id] += queries
 
     def forget(self, client_order_id: str) -> None:
         """The exchange no longer knows the order (e.g. purged after a long outage)."""

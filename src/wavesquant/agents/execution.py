@@ -36,6 +36,8 @@ from wavesquant.execution.orders import (
 )
 from wavesquant.execution.reports import report_fields
 from wavesquant.execution.venue_factory import build_venue
+from wavesquant.journal.store import TradeJournal
+from wavesquant.journal.sync import sync_journal
 from wavesquant.execution.venues.base import (
     Fill,
     OrderNotFound,
@@ -84,6 +86,7 @@ class ExecutionAgent(Agent):
         self.retry: set[str] = set()  # submits whose outcome is unknown (venue unavailable)
         self.not_found: Counter[str] = Counter()
         self._out: list[Envelope] = []
+        self.journal = TradeJournal(settings.journal.path) if settings.journal.enabled else None
         self.consume(Channel.ORDERS, self.on_orders, reclaim_idle_ms=self.cfg.reclaim_idle_ms, drop_expired=False)
         self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
         self.loop("hft_execution", self.retry_unknown_submits)
@@ -101,6 +104,19 @@ class ExecutionAgent(Agent):
 
     async def cleanup(self) -> None:
         await self.venue.close()
+        if self.journal is not None:
+            await self.sync_journal()
+            self.journal.close()
+
+    async def sync_journal(self) -> None:
+        """Bring the SQLite trade journal up to date with the event log (idempotent, incremental)."""
+        if self.journal is None:
+            return
+        try:
+            await sync_journal(self.journal, self.bus)
+        except Exception as exc:  # the journal is a report: never let it stop trading
+            self.counters["journal_errors"] += 1
+            self.log.error("journal_sync_failed", error=str(exc))
 
     async def rebuild_from_event_log(self) -> int:
         requests: dict[str, tuple[OrderRequest, int]] = {}
@@ -301,6 +317,7 @@ class ExecutionAgent(Agent):
             if self.tracker.get(venue_view.client_order_id) is None:
                 self._adopt(venue_view)
         await self.flush()
+        await self.sync_journal()
 
     def _adopt(self, v: VenueOrder) -> None:
         """An open order the venue has and we do not (placed by a crashed predecessor before it logged it)."""

@@ -395,8 +395,8 @@ def _operator() -> str:
 
 
 def send_control(settings: Settings, target: str, command: str, args: dict[str, str],
-                 timeout: float) -> list[ControlAck]:
-    """Publish a control command and collect the acknowledgements of `target` until one arrived or `timeout`.
+                 timeout: float, expected: int = 1) -> list[ControlAck]:
+    """Publish a control command and collect acknowledgements until `expected` arrived or `timeout`.
     Waits until our subscription is confirmed before publishing, so a fast ack cannot be missed."""
     quiet_logging(settings)
 
@@ -420,7 +420,7 @@ def send_control(settings: Settings, target: str, command: str, args: dict[str, 
             async def collect() -> None:
                 async for batch in sub:
                     acks.extend(m for m in batch if isinstance(m, ControlAck) and m.request_id == request_id)
-                    if acks:
+                    if len(acks) >= expected:
                         return
 
             try:

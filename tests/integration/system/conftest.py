@@ -39,11 +39,16 @@ def system_prefix(redis_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def system(redis_url: str, system_prefix: str, shared_data: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentSystem]:
-    """The seven agents running as processes; stopped (SIGTERM, then SIGKILL) when the module is done."""
+    """The seven agents running as processes; stopped when the module is done with SIGTERM (SIGKILL after a
+    timeout), and each must then have exited cleanly (status 0)."""
     workdir = tmp_path_factory.mktemp("system")
     config = write_config(workdir / "config.yaml", system_settings(shared_data / REPLAY_FILE))
     with AgentSystem(config, redis_url, system_prefix, workdir) as running:
         yield running
+        codes = running.stop()
+    unclean = {name: code for name, code in codes.items() if code != 0}
+    assert not unclean, (f"agents did not exit cleanly on SIGTERM (None: killed after the timeout): {unclean}\n"
+                         f"{running.log_tails(15)}")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -201,3 +202,31 @@ def _strategy_performance(redis_url: str, prefix: str, expected: dict[str, float
     finally:
         pubsub.close()
         client.close()
+
+
+def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(system: AgentSystem,
+                                                                          state: RedisState) -> None:
+    fills = wait_until(lambda: (f := fill_reports(state.events())) and len(f) >= MIN_EXECUTED and f, 45,
+                       f"{MIN_EXECUTED} fills")
+
+    def histories() -> dict[str, list[str]] | None:
+        states: dict[str, list[str]] = {}
+        for _, m in state.events():
+            if isinstance(m, SignalEvent):
+                states.setdefault(m.signal_id, []).append(m.to_state.value)
+        done = all("executed" in states.get(r.signal_id or "", []) for r in fills)
+        return states if done else None
+
+    states = wait_until(histories, 15, "core to record every filled signal as executed")
+    events = state.events()
+    approved = Counter(m.order.client_order_id for _, m in events if isinstance(m, RiskDecision) and m.approved)
+    sent = Counter(m.order.client_order_id for _, m in events if isinstance(m, NewOrder))
+    acks = Counter(m.client_order_id for _, m in events if isinstance(m, ExecutionReport) and m.kind == "ack")
+    assert set(sent) <= set(approved) and max(approved.values()) == 1 and max(sent.values()) == 1
+    assert set(acks) <= set(sent) and max(acks.values()) == 1  # exactly once at the venue
+    for r in fill_reports(events):
+        assert r.client_order_id in sent and r.signal_id is not None
+        assert client_order_id(r.signal_id) == r.client_order_id
+    for r in fills:
+        history = states[r.signal_id or ""]
+        assert history in (LIFECYCLE, [*LIFECYCLE, "learned"]), (r.signal_id, history)

@@ -253,34 +253,57 @@ async def test_unhandled_verb_and_other_targets(h: Harness) -> None:
 
 async def test_stopped_agent_discards_pubsub_and_leaves_orders_in_their_stream(h: Harness) -> None:
     await h.command("stop")
+    await h.parked()
     await h.bus.publish_many([bar(1, h.clock), bar(2, h.clock)])
     await h.bus.publish(order("wq-a", h.clock))
     await wait_until(lambda: h.agent.counters["discarded_inactive"] == 2, "discarded count")
-    await asyncio.sleep(0.3)  # the stream consumer polls every 50 ms while parked
+    for _ in range(5):  # the parked consumer wakes every 50 ms of clock time, sees it is parked, sleeps again
+        await h.clock.advance(0.05)
+        await asyncio.sleep(0.01)
     assert h.agent.bars == [] and h.agent.orders == []
-    assert await h.bus.pending_for(Channel.ORDERS, "core", "probe-1") == []  # not even read
+    assert h.pending() == {}  # not even read: the order waits in its stream
+    assert await h.bus.stream_length(Channel.ORDERS) == 1
     await h.command("start")
-    await wait_until(lambda: len(h.agent.orders) == 1, "order consumed after start")
+    await h.tick(lambda: len(h.agent.orders) == 1, "order consumed after start")
     assert h.agent.orders[0].message.order.client_order_id == "wq-a"  # type: ignore[attr-defined]
-    await wait_until(lambda: h.agent.bus is h.bus, "noop")
+    await wait_until(lambda: h.pending() == {}, "order acked")
     await h.bus.publish(bar(3, h.clock))
     await wait_until(lambda: len(h.agent.bars) == 1, "bar after start")
     assert h.agent.bars[0].open_ts_ms == 3  # the discarded ones are gone for good
-    await wait_until(lambda: not h.bus._streams["orders"].groups["core"].pending, "order acked")
 
 
 async def test_paused_agent_also_parks(h: Harness) -> None:
     await h.command("pause")
+    await h.parked()
     await h.bus.publish(bar(1, h.clock))
     await h.bus.publish(order("wq-p", h.clock))
     await wait_until(lambda: h.agent.counters["discarded_inactive"] == 1, "discarded while paused")
-    await asyncio.sleep(0.3)
-    assert h.agent.orders == []
+    await h.clock.advance(0.2)
+    await asyncio.sleep(0.01)
+    assert h.agent.orders == [] and h.pending() == {}
     await h.command("resume")
-    await wait_until(lambda: len(h.agent.orders) == 1, "order consumed after resume")
+    await h.tick(lambda: len(h.agent.orders) == 1, "order consumed after resume")
 
 
-async def test_handler_exception_is_counted_and_later_messages_still_handled(h: Harness) -> None:
+@pytest.mark.xfail(strict=True, reason="BUG agents/base.py _consume: `self.active` is checked only before the "
+                                       "blocking read_group (block_ms=200); an order arriving while that read is in "
+                                       "flight is handled although the agent was stopped (after on_stop drained)")
+async def test_order_arriving_right_after_stop_is_not_handled(h: Harness) -> None:
+    def handled() -> list[str]:
+        return [d.message.order.client_order_id for d in h.agent.orders]  # type: ignore[attr-defined]
+
+    for i in range(3):  # the window is the consumer's in-flight blocking read: open nearly every time
+        ack = await h.command("stop")
+        assert ack.status == "stopped"
+        await h.bus.publish(order(f"wq-late{i}", h.clock))
+        await asyncio.sleep(0.3)  # longer than the blocking read
+        assert f"wq-late{i}" not in handled(), "an order was handled by a stopped agent"
+        await h.command("start")
+        await h.tick(lambda: f"wq-late{i}" in handled(), "order handled after start")
+
+
+async def test_handler_exception_is_counted_and_later_messages_still_handled(
+        h: Harness, logs: list[dict[str, Any]]) -> None:
     h.agent.fail_bars = {1}
     await h.bus.publish(bar(1, h.clock))
     await wait_until(lambda: h.agent.counters["errors:handler"] == 1, "handler error counted")
@@ -289,34 +312,46 @@ async def test_handler_exception_is_counted_and_later_messages_still_handled(h: 
     assert h.agent.bars[0].open_ts_ms == 2
     assert h.agent.status == "running"
     assert h.agent.heartbeat().counters["errors:handler"] == 1
+    failed = [e for e in logs if e["event"] == "handler_failed"]
+    assert failed and failed[0]["error"] == "RuntimeError: bad bar 1" and failed[0]["log_level"] == "error"
 
 
 async def test_expired_messages_never_reach_a_handler(h: Harness) -> None:
     stale_bar = bar(1, h.clock, expires_in_ms=-1_000, age_ms=5_000)
     live_bar = bar(2, h.clock, expires_in_ms=60_000)
-    await h.bus.publish_many([stale_bar, live_bar])
+    at_expiry = bar(3, h.clock, expires_in_ms=0, age_ms=10)  # expires exactly now: expired
+    await h.bus.publish_many([stale_bar, live_bar, at_expiry])
     await h.bus.publish(order("wq-stale", h.clock, expires_in_ms=-1_000, age_ms=5_000))
     await h.bus.publish(order("wq-live", h.clock))
     await wait_until(lambda: len(h.agent.orders) == 1 and len(h.agent.bars) == 1, "live messages handled")
-    await wait_until(lambda: h.agent.counters["expired"] == 2, "both expired counted")
+    await wait_until(lambda: h.agent.counters["expired"] == 3, "expired counted")
     assert [b.open_ts_ms for b in h.agent.bars] == [2]
     assert [d.message.order.client_order_id for d in h.agent.orders] == ["wq-live"]  # type: ignore[attr-defined]
-    assert {type(m) for m in h.agent.expired} == {Bar, NewOrder}
-    # the expired order is acked (never retried)
-    await wait_until(lambda: not h.bus._streams["orders"].groups["core"].pending, "expired order acked")
+    assert sorted(type(m).__name__ for m in h.agent.expired) == ["Bar", "Bar", "NewOrder"]
+    await wait_until(lambda: h.pending() == {}, "expired order acked, never retried")
+
+
+async def test_message_expiring_while_queued_is_dropped(h: Harness) -> None:
+    await h.command("pause")
+    await h.parked()
+    await h.bus.publish(order("wq-soon", h.clock, expires_in_ms=500))
+    await h.clock.advance(1.0)  # it expires while the agent is paused
+    await h.command("resume")
+    await h.tick(lambda: h.agent.counters["expired"] == 1, "expired on arrival")
+    assert h.agent.orders == []
 
 
 async def test_failing_stream_entry_is_retried_then_dead_lettered(h: Harness) -> None:
     h.agent.fail_orders = {"wq-bad"}
     await h.bus.publish(order("wq-bad", h.clock))
-    await wait_until(lambda: h.agent.counters["poison:orders"] == 1, "entry given up")
+    await h.tick(lambda: h.agent.counters["poison:orders"] == 1, "entry given up", step_s=0.2)
     assert h.agent.counters["errors:stream:orders"] == MAX_STREAM_DELIVERIES
     dead = [json.loads(raw) for _, raw in await h.bus.read_range(Channel.DEADLETTER)]
     assert len(dead) == 1
     assert dead[0]["channel"] == "orders"
     assert dead[0]["reason"] == f"handler failed {MAX_STREAM_DELIVERIES + 1} times"
     assert decode(dead[0]["raw"]).order.client_order_id == "wq-bad"  # type: ignore[attr-defined]
-    await wait_until(lambda: not h.bus._streams["orders"].groups["core"].pending, "poison acked")
+    await wait_until(lambda: h.pending() == {}, "poison acked")
     await h.bus.publish(order("wq-good", h.clock))  # the consumer goes on
     await wait_until(lambda: len(h.agent.orders) == 1, "next order handled")
 
@@ -324,25 +359,64 @@ async def test_failing_stream_entry_is_retried_then_dead_lettered(h: Harness) ->
 async def test_failed_stream_entry_succeeds_on_retry(h: Harness) -> None:
     h.agent.fail_orders = {"wq-flaky"}
     await h.bus.publish(order("wq-flaky", h.clock))
-    await wait_until(lambda: h.agent.counters["errors:stream:orders"] >= 1, "first attempt failed")
+    await wait_until(lambda: h.agent.counters["errors:stream:orders"] == 1, "first attempt failed")
+    assert h.agent.orders == []
+    assert len(h.pending()) == 1  # left pending, not acked
     h.agent.fail_orders = set()
-    await wait_until(lambda: len(h.agent.orders) == 1, "retried")
-    assert h.agent.orders[0].deliveries >= 2
+    await h.tick(lambda: len(h.agent.orders) == 1, "retried after reclaim_idle_ms", step_s=0.2)
+    assert h.agent.orders[0].deliveries == 2
     assert h.agent.counters["poison:orders"] == 0
+    await wait_until(lambda: h.pending() == {}, "acked after success")
 
 
-async def test_shutdown_publishes_a_final_stopped_heartbeat() -> None:
+async def test_own_pending_entries_are_handled_first_after_a_restart(logs: list[dict[str, Any]]) -> None:
+    """Crash-only: entries a previous incarnation read but never acked are handled at start-up."""
+    clock = RecordingClock(T0)
+    bus = EmbeddedBus(prefix="t:", clock=clock)
+    await bus.start()
+    await bus.publish_many([order("wq-1", clock), order("wq-2", clock)])
+    crashed = await bus.read_group(Channel.ORDERS, "core", "probe-1", block_ms=0)  # previous life, no ack
+    assert len(crashed) == 2
+    agent = ProbeAgent(Settings(), bus, clock)
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_until(lambda: len(agent.orders) == 2, "pending entries handled")
+        assert [d.deliveries for d in agent.orders] == [2, 2]
+        await wait_until(lambda: not bus._streams["orders"].groups["core"].pending, "acked")
+    finally:
+        agent.shutdown()
+        await asyncio.wait_for(task, WAIT_S)
+        await bus.close()
+
+
+async def test_shutdown_publishes_a_final_stopped_heartbeat(logs: list[dict[str, Any]]) -> None:
     harness = Harness()
     await harness.start()
-    bus = harness.bus
-    harness.agent.shutdown()
-    await asyncio.wait_for(harness.run_task, WAIT_S)
-    assert harness.agent.status == "stopped" and harness.agent.stops == 1
-    hb = decode((await bus.get_statuses())["core"])
-    assert isinstance(hb, Heartbeat) and hb.status == "stopped"
-    assert all(t.done() for t in harness.agent._tasks)
-    harness.agent.shutdown()  # idempotent
-    for t in harness._tasks:
-        t.cancel()
-    await asyncio.gather(*harness._tasks, return_exceptions=True)
-    await bus.close()
+    try:
+        harness.agent.shutdown()
+        await asyncio.wait_for(harness.run_task, WAIT_S)
+        assert harness.agent.status == "stopped" and harness.agent.stops == 1
+        hb = decode((await harness.bus.get_statuses())["core"])
+        assert isinstance(hb, Heartbeat) and hb.status == "stopped"
+        assert all(t.done() for t in harness.agent._tasks)
+        assert any(e["event"] == "agent_stopped" for e in logs)
+    finally:
+        await harness.stop()  # shutdown is idempotent
+
+
+async def test_batch_handling_is_linear_in_the_batch_size(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher must not compare every message with every other one (a backlog would stall the agent)."""
+    comparisons = {"n": 0}
+    original = Bar.__eq__
+
+    def counting_eq(self: Bar, other: object) -> bool:
+        comparisons["n"] += 1
+        return original(self, other)
+
+    n = 300
+    bars = [bar(i, h.clock) for i in range(n)]
+    monkeypatch.setattr(Bar, "__eq__", counting_eq)
+    await h.bus.publish_many(bars)
+    await wait_until(lambda: len(h.agent.bars) == n, "batch handled")
+    monkeypatch.undo()
+    assert comparisons["n"] <= 2 * n, f"{comparisons['n']} message comparisons for a batch of {n}"
