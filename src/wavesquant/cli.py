@@ -27,7 +27,7 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(config_app, name="config")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error = one line, whatever the width
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: config/default.yaml if present).")
 RedisOpt = typer.Option(None, "--redis", help="Redis URL; overrides bus.url and selects the Redis bus.")
@@ -35,6 +35,13 @@ RedisOpt = typer.Option(None, "--redis", help="Redis URL; overrides bus.url and 
 
 class UserError(Exception):
     """Something the user can fix; printed as one line."""
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        return False
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -71,6 +78,19 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+LiveOpt = typer.Option(False, "--live", help="Trade real money through ccxt (needs execution.ccxt.live: true, "
+                       "sandbox: false, and typing the exchange id, or WQ_CONFIRM_LIVE=<exchange id>).")
+
+
+def _confirm_live(settings: Settings) -> None:
+    from wavesquant.execution.live import LiveTradingRefused, require_live_confirmation
+
+    try:
+        require_live_confirmation(settings, True, input if sys.stdin.isatty() else None)
+    except LiveTradingRefused as exc:
+        fail(str(exc))
+
+
 def _configure_logging(settings: Settings) -> None:
     from wavesquant.core.logging import configure_logging
 
@@ -86,11 +106,12 @@ def run(
     replay: list[Path] = typer.Option([], "--replay", help="Replay these CSV files instead of the synthetic market."),
     speed: float | None = typer.Option(None, "--speed", min=0.001, help="Replay speed in bars per second."),
     summary: bool = typer.Option(True, help="Print the summary table at the end."),
+    live: bool = LiveOpt,
 ) -> None:
     """Run all seven agents in one process (embedded bus and paper trading by default)."""
     overrides: dict[str, Any] = {}
     if replay:
-        missing = [str(p) for p in replay if not p.is_file()]
+        missing = [str(p)[:200] for p in replay if not _is_file(p)]
         if missing:
             fail(f"replay file not found: {', '.join(missing)}")
         overrides["data_feeds.source"] = "replay"
@@ -98,6 +119,8 @@ def run(
     if speed is not None:
         overrides["data_feeds.replay.bars_per_second"] = speed
     settings = settings_from(config, redis, overrides=overrides)
+    if live:
+        _confirm_live(settings)
     _configure_logging(settings)
     from wavesquant.runtime import Runtime
     from wavesquant.summary import print_summary
@@ -122,10 +145,14 @@ def _check_agent(name: str) -> None:
 
 
 @agent_app.command("run")
-def agent_run(name: str, config: Path | None = ConfigOpt, redis: str | None = RedisOpt) -> None:
+def agent_run(name: str, config: Path | None = ConfigOpt, redis: str | None = RedisOpt, live: bool = LiveOpt) -> None:
     """Run one agent as a foreground process over Redis (what a container runs)."""
     _check_agent(name)
     settings = settings_from(config, redis, need_redis=True)
+    if live:
+        if name != "execution":
+            fail("--live only applies to the execution agent (the one that talks to the exchange)")
+        _confirm_live(settings)
     _configure_logging(settings)
     from wavesquant.runtime import Runtime
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from wavesquant.core.tiers import Tier
 from wavesquant.risk.limits import BreakerLimits, RiskLimits
@@ -84,10 +84,23 @@ class LoggingSettings(Frozen):
     json_output: bool = False
 
 
-class AgentSettings(Frozen):
-    """Per-agent: loop intervals (seconds) overriding the defaults; each must lie in its tier's range."""
+def _loops_model(agent: str) -> type[BaseModel]:
+    """`<agent>.loops`: one optional interval (seconds) per loop of the agent, bounded by the loop's tier, so
+    every bad or unknown loop is reported under its own key."""
+    fields: dict[str, Any] = {
+        name: (float | None, Field(default=None, ge=tier.interval_range_s[0], le=tier.interval_range_s[1],
+                                   description=f"{tier.value} tier, default {default}s"))
+        for name, (tier, default) in LOOPS[agent].items()
+    }
+    return create_model(f"{agent.title().replace('_', '')}Loops", __config__=ConfigDict(frozen=True, extra="forbid"),
+                        **fields)
 
-    loops: dict[str, float] = Field(default_factory=dict)
+
+LOOP_MODELS: dict[str, type[BaseModel]] = {agent: _loops_model(agent) for agent in LOOPS}
+
+
+class AgentSettings(Frozen):
+    """Per-agent settings; `loops` overrides loop intervals (seconds) within each loop's tier."""
 
 
 class ReplayFile(Frozen):
@@ -122,12 +135,14 @@ class SyntheticSettings(Frozen):
 
 
 class DataFeedSettings(AgentSettings):
+    loops: LOOP_MODELS["data_feeds"] = Field(default_factory=LOOP_MODELS["data_feeds"])  # type: ignore[valid-type]
     source: Literal["synthetic", "replay"] = "synthetic"
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
 
 
 class MarketConditionSettings(AgentSettings):
+    loops: LOOP_MODELS["market_conditions"] = Field(default_factory=LOOP_MODELS["market_conditions"])  # type: ignore[valid-type]
     jump_window: int = Field(default=60, ge=5)
     jump_z: float = Field(default=5.0, gt=0)
     volume_window: int = Field(default=60, ge=5)
@@ -135,6 +150,7 @@ class MarketConditionSettings(AgentSettings):
 
 
 class IntelligenceSettings(AgentSettings):
+    loops: LOOP_MODELS["intelligence"] = Field(default_factory=LOOP_MODELS["intelligence"])  # type: ignore[valid-type]
     trend_fast: int = Field(default=10, ge=2)
     trend_slow: int = Field(default=30, ge=3)
     history: int = Field(default=500, ge=10)
@@ -148,6 +164,7 @@ class StrategyInstance(Frozen):
 
 
 class StrategyEngineSettings(AgentSettings):
+    loops: LOOP_MODELS["strategy_engine"] = Field(default_factory=LOOP_MODELS["strategy_engine"])  # type: ignore[valid-type]
     strategies: list[StrategyInstance] = Field(
         default_factory=lambda: [
             StrategyInstance(id="trend_btc", kind="ma_crossover",
@@ -169,6 +186,7 @@ class StrategyEngineSettings(AgentSettings):
 
 
 class RiskSettings(AgentSettings):
+    loops: LOOP_MODELS["risk"] = Field(default_factory=LOOP_MODELS["risk"])  # type: ignore[valid-type]
     limits: RiskLimits = Field(default_factory=RiskLimits)
     breakers: BreakerLimits = Field(default_factory=BreakerLimits)
     starting_equity: float = Field(default=100_000.0, gt=0)
@@ -186,9 +204,17 @@ class CcxtVenueSettings(Frozen):
     exchange_id: str = "binance"
     sandbox: bool = True
     live: bool = False  # real money: needs --live and a confirmation on the command line as well
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+$",
+                                description="sandbox only: send REST calls to this host (tests, proxies)")
+    market_type: Literal["spot", "swap", "future"] = "spot"
+    symbols: list[str] = Field(default_factory=list)
+    websocket: bool = True
+    timeout_ms: int = Field(default=10_000, ge=100, le=120_000)
+    rate_limit_per_s: float | None = Field(default=None, gt=0, description="default: the exchange's documented pace")
 
 
 class ExecutionSettings(AgentSettings):
+    loops: LOOP_MODELS["execution"] = Field(default_factory=LOOP_MODELS["execution"])  # type: ignore[valid-type]
     venue: Literal["paper", "ccxt"] = "paper"
     paper: PaperVenueSettings = Field(default_factory=PaperVenueSettings)
     ccxt: CcxtVenueSettings = Field(default_factory=CcxtVenueSettings)
@@ -205,6 +231,7 @@ class JournalSettings(Frozen):
 
 
 class CoreSettings(AgentSettings):
+    loops: LOOP_MODELS["core"] = Field(default_factory=LOOP_MODELS["core"])  # type: ignore[valid-type]
     silence_timeout_s: float = Field(default=5.0, gt=0)
     signal_history: int = Field(default=100_000, ge=100)
 
@@ -229,24 +256,9 @@ class Settings(BaseSettings):
     journal: JournalSettings = Field(default_factory=JournalSettings)
     core: CoreSettings = Field(default_factory=CoreSettings)
 
-    @model_validator(mode="after")
-    def _loops_in_tier_range(self) -> Settings:
-        problems = []
-        for agent, loops in LOOPS.items():
-            overrides: dict[str, float] = getattr(self, agent).loops
-            for name, interval in overrides.items():
-                if name not in loops:
-                    problems.append(f"{agent}.loops.{name}: unknown loop (known: {', '.join(loops)})")
-                    continue
-                lo, hi = loops[name][0].interval_range_s
-                if not lo <= interval <= hi:
-                    problems.append(f"{agent}.loops.{name}: {interval}s outside the {loops[name][0]} tier ({lo}-{hi}s)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     def loop_interval(self, agent: str, loop: str) -> float:
-        return getattr(self, agent).loops.get(loop, LOOPS[agent][loop][1])
+        configured: float | None = getattr(getattr(self, agent).loops, loop)
+        return configured if configured is not None else LOOPS[agent][loop][1]
 
     @classmethod
     def settings_customise_sources(
@@ -294,13 +306,24 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, file)) from None
+    except SettingsError as exc:  # an environment variable pydantic-settings cannot parse
+        raise ConfigError(f"environment: {exc} (WQ_<SECTION>__<KEY>=value sets one key, e.g. WQ_BUS__BACKEND=redis)") from None
 
 
 def format_validation_error(exc: ValidationError, file: Path | None = None) -> str:
     origin = f"{file}: " if file else ""
     lines = []
     for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "<root>"
+        msg = err["msg"]
+        if len(loc) == 3 and loc[1] == "loops" and loc[0] in LOOPS:
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown loop (known: {', '.join(LOOPS[loc[0]])})"
+            elif err["type"] in ("less_than_equal", "greater_than_equal"):
+                tier = LOOPS[loc[0]][loc[2]][0]
+                lo, hi = tier.interval_range_s
+                msg = f"{err['input']}s outside the {tier.value} tier ({lo:g}-{hi:g}s)"
         value = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict | list) else ""
-        lines.append(f"{origin}{key}: {err['msg']}{value}")
+        lines.append(f"{origin}{key}: {msg}{value}")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The whole system as separate OS processes over the real Redis, as in production, for system tests.
 
-`AgentSystem` starts each agent as `wq agent run NAME --config FILE` in its own process group (stdout/stderr to
+`AgentSystem` starts each agent as `wq agent run NAME --config FILE` in its own process group (output to
 files, bus prefix and URL from the environment), waits for every agent's heartbeat key, runs `wq` control
 commands against it, and stops every process with SIGTERM (SIGKILL after a timeout). `RedisState` reads what
 the agents left in Redis with redis-py: the event log, streams, dead letters, heartbeats, the paper venue.
@@ -8,6 +8,7 @@ the agents left in Redis with redis-py: the event log, streams, dead letters, he
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,9 @@ REPLAY_FILE = "ohlcv/binance_BTCUSDT_1m.csv"  # its name gives exchange "binance
 SYMBOL = "BTC/USDT"
 STRATEGY = "trend_btc"
 SIGNAL_TTL_S = 2.0
+BARS_PER_SECOND = 100
+TAKER_FEE = 0.0005
+STARTING_USDT = 100_000.0
 
 
 def system_settings(replay_csv: Path) -> dict[str, Any]:
@@ -45,29 +49,57 @@ def system_settings(replay_csv: Path) -> dict[str, Any]:
     return {
         "logging": {"level": "info"},
         "heartbeat": {"interval_s": 0.5, "ttl_s": 10},
-        "data_feeds": {"source": "replay",
-                       "replay": {"files": [{"path": str(replay_csv)}], "bars_per_second": 100, "loop": False}},
+        "data_feeds": {
+            "source": "replay",
+            "replay": {
+                "files": [{"path": str(replay_csv)}],
+                "bars_per_second": BARS_PER_SECOND,
+                "loop": False,
+            },
+        },
         "intelligence": {"trend_fast": 3, "trend_slow": 8, "loops": {"trend_intelligence": 1.0}},
         "strategy_engine": {
             "signal_ttl_s": SIGNAL_TTL_S,
             "loops": {"performance_monitoring": 1.0},
-            "strategies": [{"id": STRATEGY, "kind": "ma_crossover", "exchange": "binance",
-                            "params": {"symbols": [SYMBOL], "fast": 3, "slow": 8, "quantity": 0.01}}],
+            "strategies": [
+                {
+                    "id": STRATEGY,
+                    "kind": "ma_crossover",
+                    "exchange": "binance",
+                    "params": {"symbols": [SYMBOL], "fast": 3, "slow": 8, "quantity": 0.01},
+                }
+            ],
         },
         "risk": {
-            "limits": {"max_order_notional": 1e6, "max_position_per_strategy": 1e7, "max_gross_exposure": 1e7,
-                       "max_net_exposure": 1e7, "price_band_pct": 50.0, "max_orders_per_second": 10_000,
-                       "duplicate_window_ms": 1, "max_market_data_age_ms": 60_000, "max_signal_age_ms": 60_000,
-                       "max_leverage": 1000.0},
+            "limits": {
+                "max_order_notional": 1e6,
+                "max_position_per_strategy": 1e7,
+                "max_gross_exposure": 1e7,
+                "max_net_exposure": 1e7,
+                "price_band_pct": 50.0,
+                "max_orders_per_second": 10_000,
+                "duplicate_window_ms": 1,
+                "max_market_data_age_ms": 60_000,
+                "max_signal_age_ms": 60_000,
+                "max_leverage": 1000.0,
+            },
             "breakers": {"max_daily_loss": 1e9, "max_drawdown_pct": 100.0, "reject_min_samples": 1000},
         },
-        "execution": {"venue": "paper", "paper": {"maker_fee": 0.0002, "taker_fee": 0.0005, "latency_ms": 0}},
+        "execution": {
+            "venue": "paper",
+            "paper": {
+                "maker_fee": 0.0002,
+                "taker_fee": TAKER_FEE,
+                "latency_ms": 0,
+                "balances": {"USDT": STARTING_USDT},
+            },
+        },
         "core": {"silence_timeout_s": 10.0},
     }
 
 
-def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy and return that; fail naming `what` after `timeout` s."""
+def wait_until(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy and return that; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -116,8 +148,12 @@ class AgentSystem:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WQ_")}
-        env.update(WQ_BUS__PREFIX=self.prefix, WQ_BUS__URL=self.redis_url, WQ_BUS__BACKEND="redis",
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            WQ_BUS__PREFIX=self.prefix,
+            WQ_BUS__URL=self.redis_url,
+            WQ_BUS__BACKEND="redis",
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
     def __enter__(self) -> AgentSystem:
@@ -138,12 +174,18 @@ class AgentSystem:
             with log_path.open("wb") as log:
                 popen = subprocess.Popen(
                     [str(WQ), "agent", "run", name, "--config", str(self.config)],
-                    cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                    cwd=self.workdir,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             self.procs[name] = AgentProcess(name, popen, log_path)
         client = redis.Redis.from_url(self.redis_url)
         try:
+
             def all_up() -> bool:
                 dead = [p.name for p in self.procs.values() if not p.alive]
                 if dead:
@@ -155,7 +197,7 @@ class AgentSystem:
             client.close()
 
     def stop(self, timeout: float = 10.0) -> dict[str, int | None]:
-        """SIGTERM every process group, SIGKILL what is still running after `timeout` s; returns exit codes."""
+        """SIGTERM every process group, SIGKILL what still runs after `timeout` s; returns the exit codes."""
         for p in self.procs.values():
             if p.alive:
                 _signal_group(p.popen.pid, signal.SIGTERM)
@@ -174,13 +216,22 @@ class AgentSystem:
         return [p.name for p in self.procs.values() if not p.alive]
 
     def log_tails(self, lines: int = 30) -> str:
-        return "\n".join(f"----- {p.name} (pid {p.popen.pid}, exit {p.popen.poll()}) -----\n{p.tail(lines)}"
-                         for p in self.procs.values())
+        return "\n".join(
+            f"----- {p.name} (pid {p.popen.pid}, exit {p.popen.poll()}) -----\n{p.tail(lines)}"
+            for p in self.procs.values()
+        )
 
     def wq(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run the `wq` CLI against this system (same Redis and prefix)."""
-        return subprocess.run([str(WQ), *args, "--redis", self.redis_url], cwd=self.workdir, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(WQ), *args, "--redis", self.redis_url],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def control(self, verb: str, agent: str, timeout: float = 10.0) -> str:
         """`wq agent VERB AGENT`; asserts it exits 0 (the agent acknowledged) and returns its output."""
@@ -197,10 +248,8 @@ def _die_with_parent() -> None:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)  # the agent leads its own process group (start_new_session)
-    except ProcessLookupError:
-        pass
 
 
 class RedisState:
@@ -208,6 +257,7 @@ class RedisState:
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
+        self._r: Any = client  # redis-py's reply types are unions of everything: we know what we read
         self.prefix = prefix
         self._events: list[tuple[str, Envelope]] = []
         self._events_last = "-"
@@ -218,21 +268,17 @@ class RedisState:
     # streams ---------------------------------------------------------------------------------------------
     def last_id(self, stream: str) -> str:
         """Id of the newest entry of a stream ("0-0" if empty): a marker to read what comes after it."""
-        rows = self.client.xrevrange(self.key(stream), count=1)
+        rows = self._r.xrevrange(self.key(stream), count=1)
         return rows[0][0].decode() if rows else "0-0"
 
     def entries(self, stream: str, after: str = "0-0") -> list[tuple[str, dict[bytes, bytes]]]:
-        rows = self.client.xrange(self.key(stream), min=f"({after}")
+        rows = self._r.xrange(self.key(stream), min=f"({after}")
         return [(i.decode(), f) for i, f in rows]
-
-    def messages(self, stream: str, after: str = "0-0") -> list[tuple[str, Envelope]]:
-        """Decoded entries of a stream (field `d`) after the marker `after`."""
-        return [(i, decode(f[b"d"])) for i, f in self.entries(stream, after)]
 
     def events(self, after: str = "0-0") -> list[tuple[str, Envelope]]:
         """The event log after `after`, decoded; read incrementally (each entry is fetched once)."""
         start = "-" if self._events_last == "-" else f"({self._events_last}"
-        rows = self.client.xrange(self.key("events"), min=start, count=None)
+        rows = self._r.xrange(self.key("events"), min=start, count=None)
         for entry_id, fields in rows:
             self._events.append((entry_id.decode(), decode(fields[b"d"])))
         if rows:
@@ -245,25 +291,28 @@ class RedisState:
 
     # heartbeats and the paper venue ------------------------------------------------------------------------
     def heartbeat(self, agent: str) -> Heartbeat | None:
-        raw = self.client.get(self.key(f"status:{agent}"))
+        raw = self._r.get(self.key(f"status:{agent}"))
         if raw is None:
             return None
         msg = decode(raw)
         assert isinstance(msg, Heartbeat)
         return msg
 
-    def heartbeats(self, agents: Iterable[str] = AGENT_NAMES) -> dict[str, Heartbeat | None]:
-        return {a: self.heartbeat(a) for a in agents}
+    def live_heartbeat(self, agent: str) -> Heartbeat:
+        """The agent's latest heartbeat; fails if its key has expired (no heartbeat for `ttl_s`)."""
+        hb = self.heartbeat(agent)
+        assert hb is not None, f"no heartbeat from {agent} (its status key expired)"
+        return hb
 
     def paper_fills(self) -> list[dict[str, Any]]:
         """Every fill the paper venue persisted, oldest first (may contain a retried duplicate)."""
-        return [json.loads(x) for x in self.client.lrange(self.key("paper:fills"), 0, -1)]
+        return [json.loads(x) for x in self._r.lrange(self.key("paper:fills"), 0, -1)]
 
     def paper_orders(self) -> dict[str, dict[str, Any]]:
-        return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self.key("paper:orders")).items()}
+        return {k.decode(): json.loads(v) for k, v in self._r.hgetall(self.key("paper:orders")).items()}
 
     def paper_balances(self) -> dict[str, float]:
-        raw = self.client.get(self.key("paper:balances"))
+        raw = self._r.get(self.key("paper:balances"))
         return {} if raw is None else {str(k): float(v) for k, v in json.loads(raw).items()}
 
 

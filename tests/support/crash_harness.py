@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import redis
 import yaml
@@ -57,7 +57,7 @@ def write_config(path: Path, sections: dict[str, Any] | None = None) -> Path:
     return path
 
 
-# processes -------------------------------------------------------------------------------------------------
+# processes --------------------------------------------------------------------------------------------------
 @dataclass
 class AgentProcess:
     """One `wq agent run NAME` process; its output goes to `log_path` (appended across restarts)."""
@@ -71,14 +71,23 @@ class AgentProcess:
     starts: int = 0
 
     def start(self) -> int:
-        env = {**os.environ, "WQ_BUS__BACKEND": "redis", "WQ_BUS__URL": self.redis_url, "WQ_BUS__PREFIX": self.prefix}
+        env = {
+            **os.environ,
+            "WQ_BUS__BACKEND": "redis",
+            "WQ_BUS__URL": self.redis_url,
+            "WQ_BUS__PREFIX": self.prefix,
+        }
         env.pop("WQ_CONSUMER_ID", None)  # the stable per-host consumer id is what a restart relies on
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts + 1} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
                 [str(WQ), "agent", "run", self.name, "--config", str(self.config)],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.starts += 1
@@ -138,7 +147,7 @@ class Supervisor:
         self.agents.append(a)
         return a
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -160,21 +169,28 @@ def wait_running(client: redis.Redis, agent: AgentProcess, timeout: float = 30.0
 
     def ready() -> Heartbeat | None:
         if not agent.alive():
-            raise AssertionError(f"{agent.name} exited with {agent.proc and agent.proc.returncode}:\n"
-                                 f"{agent.log_tail()}")
+            raise AssertionError(
+                f"{agent.name} exited with {agent.proc and agent.proc.returncode}:\n{agent.log_tail()}"
+            )
         hb = heartbeat_of(client, agent.prefix, agent.name)
         return hb if hb is not None and hb.pid == agent.pid and hb.status == "running" else None
 
     return wait_for(ready, timeout, f"{agent.name} (pid {agent.pid}) to run")
 
 
-# market data -------------------------------------------------------------------------------------------------
+# market data ------------------------------------------------------------------------------------------------
 class TickFeeder:
-    """Publishes TickBatch messages (trade + top of book per symbol, random walk) on <prefix>market_ticks from a
-    background thread every `interval_s`, so the paper venue always has fresh prices."""
+    """Publishes TickBatch messages (trade + top of book per symbol, random walk) on <prefix>market_ticks from
+    a background thread every `interval_s`, so the paper venue always has fresh prices."""
 
-    def __init__(self, client: redis.Redis, prefix: str, prices: dict[str, float], interval_s: float = 0.02,
-                 seed: int = 1) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        prices: dict[str, float],
+        interval_s: float = 0.02,
+        seed: int = 1,
+    ) -> None:
         self.client = client
         self.channel = f"{prefix}{Channel.MARKET_TICKS.value}"
         self.prices = dict(prices)
@@ -184,7 +200,7 @@ class TickFeeder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tick-feeder", daemon=True)
 
-    def __enter__(self) -> TickFeeder:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -199,9 +215,15 @@ class TickFeeder:
             self.prices[s] *= 1.0 + self.rng.gauss(0.0, 0.0002)
         prices = [round(self.prices[s], 2) for s in symbols]
         return TickBatch.create(
-            source="test_feed", ts_ns=now_ns, exchange="paper", symbols=symbols,
-            event_ts_ms=[now_ns // 1_000_000] * len(symbols), prices=prices, sizes=[1.0] * len(symbols),
-            bids=[round(p * 0.9999, 2) for p in prices], asks=[round(p * 1.0001, 2) for p in prices],
+            source="test_feed",
+            ts_ns=now_ns,
+            exchange="paper",
+            symbols=symbols,
+            event_ts_ms=[now_ns // 1_000_000] * len(symbols),
+            prices=prices,
+            sizes=[1.0] * len(symbols),
+            bids=[round(p * 0.9999, 2) for p in prices],
+            asks=[round(p * 1.0001, 2) for p in prices],
         )
 
     def _run(self) -> None:
@@ -210,7 +232,7 @@ class TickFeeder:
             self.sent += 1
 
 
-# wire messages on streams ------------------------------------------------------------------------------------
+# wire messages on streams -----------------------------------------------------------------------------------
 def xadd(client: redis.Redis, prefix: str, stream: Channel | str, msg: Envelope) -> str:
     """Append one wire message to a stream the way RedisBus does (field `d`)."""
     entry = client.xadd(f"{prefix}{stream}", {"d": encode(msg)})
@@ -236,24 +258,48 @@ def read_stream(client: redis.Redis, prefix: str, stream: Channel | str) -> list
     return [msg for _, msg in read_entries(client, prefix, stream)]
 
 
-def new_order(coid: str, symbol: str, side: Side, quantity: float, *, limit_price: float | None = None,
-              ttl_s: float = 600.0, strategy_id: str = "crash") -> NewOrder:
+def new_order(
+    coid: str,
+    symbol: str,
+    side: Side,
+    quantity: float,
+    *,
+    limit_price: float | None = None,
+    ttl_s: float = 600.0,
+    strategy_id: str = "crash",
+) -> NewOrder:
     """An approved order command as risk would send it."""
     now_ns = time.time_ns()
     spec = OrderSpec(
-        client_order_id=coid, signal_id=f"sig-{coid}", strategy_id=strategy_id, family="trend", exchange="paper",
-        symbol=symbol, side=side, quantity=quantity,
-        order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT, limit_price=limit_price,
+        client_order_id=coid,
+        signal_id=f"sig-{coid}",
+        strategy_id=strategy_id,
+        family="trend",
+        exchange="paper",
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        order_type=OrderType.MARKET if limit_price is None else OrderType.LIMIT,
+        limit_price=limit_price,
     )
-    return NewOrder.create(source="risk", ts_ns=now_ns, order=spec, expires_at_ms=now_ns // 1_000_000 + int(ttl_s * 1000))
+    return NewOrder.create(
+        source="risk", ts_ns=now_ns, order=spec, expires_at_ms=now_ns // 1_000_000 + int(ttl_s * 1000)
+    )
 
 
 class OrderFeeder:
-    """XADDs the given messages onto <prefix>orders from a background thread, `per_tick` every `interval_s`. The
-    last `hold_back` messages wait for `release()`, so a slow machine cannot run out of orders mid-test."""
+    """XADDs the given messages onto <prefix>orders from a background thread, `per_tick` every `interval_s`.
+    The last `hold_back` messages wait for `release()`: a slow machine cannot run out of orders mid-test."""
 
-    def __init__(self, client: redis.Redis, prefix: str, msgs: Sequence[Envelope], interval_s: float,
-                 per_tick: int = 1, hold_back: int = 0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        msgs: Sequence[Envelope],
+        interval_s: float,
+        per_tick: int = 1,
+        hold_back: int = 0,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.msgs = list(msgs)
@@ -268,7 +314,7 @@ class OrderFeeder:
     def release(self) -> None:
         self._released.set()
 
-    def __enter__(self) -> OrderFeeder:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -285,13 +331,13 @@ class OrderFeeder:
         while self.sent < len(self.msgs) and not self._stop.is_set():
             if self.sent >= len(self.msgs) - self.hold_back:
                 self._released.wait()
-            for msg in self.msgs[self.sent:self.sent + self.per_tick]:
+            for msg in self.msgs[self.sent : self.sent + self.per_tick]:
                 xadd(self.client, self.prefix, Channel.ORDERS, msg)
                 self.sent += 1
             self._stop.wait(self.interval_s)
 
 
-# the paper venue's state in Redis ------------------------------------------------------------------------------
+# the paper venue's state in Redis ---------------------------------------------------------------------------
 def paper_orders(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
     """The paper venue's orders (client order id -> stored PaperOrder dict)."""
     return {k.decode(): json.loads(v) for k, v in client.hgetall(f"{prefix}paper:orders").items()}

@@ -12,6 +12,7 @@ on; an expired message is dropped before any handler sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections import Counter
@@ -72,7 +73,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._started_ns = 0
         self._shutdown = asyncio.Event()
-        self._stopped_by_control = False
+        self._failure_streak: dict[str, int] = {}
 
     # declaration (called from subclass __init__) -----------------------------------------------------------
     def loop(self, loop_name: str, body: Callable[[], Awaitable[None]]) -> None:
@@ -123,7 +124,12 @@ class Agent:
     async def run(self) -> None:
         """Run until `shutdown()`; the whole lifecycle."""
         self._started_ns = self.clock.now_ns()
-        await self.initialize()
+        try:
+            await self.initialize()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.cleanup()  # release what initialize opened (venue sessions, files)
+            raise
         control = self.bus.subscribe([Channel.CONTROL])
         self._open_subs.append(control)
         self._spawn(self._control_loop(control), "control")
@@ -200,13 +206,16 @@ class Agent:
     async def _safe(self, coro: Awaitable[None], what: str) -> bool:
         try:
             await coro
-            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.counters[f"errors:{what}"] += 1
-            self.log.error("handler_failed", what=what, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            streak = self._failure_streak[what] = self._failure_streak.get(what, 0) + 1
+            self.log.error("handler_failed", what=what, error=f"{type(exc).__name__}: {exc}"[:500], streak=streak,
+                           exc_info=streak == 1)  # the traceback once per streak, not per message
             return False
+        self._failure_streak.pop(what, None)
+        return True
 
     async def _consume(self, c: _StreamConsumer) -> None:
         """Own pending entries first (our previous incarnation crashed), then entries dead consumers left,
@@ -237,6 +246,9 @@ class Agent:
                 self.log.warning("stream_read_failed", stream=c.stream, error=str(exc), retry_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+                continue
+            if not self.active:
+                first = True  # parked while we waited: leave them pending, handled first on start
                 continue
             if deliveries:
                 await self._handle_deliveries(c, deliveries)

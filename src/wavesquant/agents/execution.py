@@ -8,9 +8,11 @@ order book is rebuilt on start, then checked against the venue."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus, Delivery
@@ -63,6 +65,8 @@ from wavesquant.portfolio.positions import Portfolio
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side
 
 LOST_AFTER_NOT_FOUND = 3
+RETRY_START_MS = 200
+RETRY_MAX_MS = 5_000
 KEEP_TERMINAL_MS = 600_000
 
 
@@ -71,6 +75,7 @@ class _Meta:
     signal_id: str | None
     strategy_id: str | None
     origin_ts_ns: int | None
+    expires_at_ms: int | None = None
 
 
 class ExecutionAgent(Agent):
@@ -84,8 +89,11 @@ class ExecutionAgent(Agent):
         self.portfolio = Portfolio()
         self.meta: dict[str, _Meta] = {}
         self.retry: set[str] = set()  # submits whose outcome is unknown (venue unavailable)
+        self.cancel_pending: dict[str, str] = {}  # cancels waiting for an unknown submit's outcome -> reason
+        self._backoff: dict[str, tuple[int, int]] = {}  # client order id -> (next query ms, delay ms)
         self.not_found: Counter[str] = Counter()
         self._out: list[Envelope] = []
+        self._flush_lock = asyncio.Lock()
         self.journal = TradeJournal(settings.journal.path) if settings.journal.enabled else None
         self.consume(Channel.ORDERS, self.on_orders, reclaim_idle_ms=self.cfg.reclaim_idle_ms, drop_expired=False)
         self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
@@ -166,7 +174,7 @@ class ExecutionAgent(Agent):
             limit_price=spec.limit_price, time_in_force=spec.time_in_force, reduce_only=spec.reduce_only,
             strategy_id=spec.strategy_id, ts_ms=self.clock.now_ms(),
         )
-        self.meta.setdefault(coid, _Meta(spec.signal_id, spec.strategy_id, msg.origin_ts_ns))
+        self.meta.setdefault(coid, _Meta(spec.signal_id, spec.strategy_id, msg.origin_ts_ns, msg.expires_at_ms))
         if known is None:
             order = self.tracker.track(Order(request=request, created_ts_ms=self.clock.now_ms()))
             self._event(order, None, first=True)
@@ -199,28 +207,67 @@ class ExecutionAgent(Agent):
             self.counters["submit_unknown_outcome"] += 1
             self.log.warning("submit_outcome_unknown", client_order_id=order.client_order_id, error=str(exc))
             return
+        except VenueError as exc:  # neither a clean reject nor a transient failure: ask before deciding
+            self.log.error("submit_failed", client_order_id=order.client_order_id, error=str(exc))
+            try:
+                venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
+            except VenueError:
+                self.retry.add(order.client_order_id)
+                return
+            if venue_view is None:
+                self._apply(order, Rejected(f"venue error: {exc}"[:200]), report="reject")
+                return
         self._sync(order, venue_view)
 
     async def _cancel(self, msg: CancelOrder) -> None:
         targets = [o for o in self.tracker.open_orders(msg.symbol)] if msg.all else \
             [o for o in [self.tracker.get(msg.client_order_id or "")] if o is not None and not o.is_terminal]
+        ready = []
         for order in targets:
             if order.status is OrderStatus.CREATING and order.client_order_id in self.retry:
-                continue  # outcome unknown: recovered by the retry loop, then canceled below on the next pass
-            self._apply(order, CancelRequested())
-            try:
-                venue_view = await self.venue.cancel(order.client_order_id, order.symbol)
-            except OrderNotFound:
-                venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
-                if venue_view is None:
-                    self._apply(order, Canceled(), report="cancel", reason="venue does not know it")
-                    continue
-            except VenueError as exc:
-                self.log.warning("cancel_failed", client_order_id=order.client_order_id, error=str(exc))
-                continue
-            self._sync(order, venue_view, reason=msg.reason)
+                # outcome of the submit unknown: the retry loop cancels it once the venue answers
+                self.cancel_pending[order.client_order_id] = msg.reason or "canceled"
+            else:
+                ready.append(order)
+        cancel_many = getattr(self.venue, "cancel_many", None)
+        if cancel_many is not None and len(ready) > 1:
+            await self._cancel_batch(ready, cancel_many, msg.reason)
+        else:
+            for order in ready:
+                await self._cancel_one(order, msg.reason)
         if msg.all and msg.flatten:
             await self._flatten(msg)
+
+    async def _cancel_batch(self, orders: list[Order], cancel_many: Any, reason: str) -> None:
+        """The kill switch path: one venue call (one engine pass, one store commit) for many cancels."""
+        for order in orders:
+            self._apply(order, CancelRequested())
+        try:
+            views = {v.client_order_id: v for v in await cancel_many([(o.client_order_id, o.symbol) for o in orders])}
+        except VenueError as exc:
+            self.log.warning("cancel_many_failed", orders=len(orders), error=str(exc))
+            return  # all stay pending_cancel: re-sent one by one after cancel_timeout_s
+        for order in orders:
+            view = views.get(order.client_order_id)
+            if view is None:
+                self._apply(order, Canceled(), report="cancel", reason="venue does not know it")
+            else:
+                self._sync(order, view, reason=reason)
+
+    async def _cancel_one(self, order: Order, reason: str) -> None:
+        """Send (or re-send) a cancel; the order is pending_cancel until the venue confirms it."""
+        self._apply(order, CancelRequested())
+        try:
+            venue_view = await self.venue.cancel(order.client_order_id, order.symbol)
+        except OrderNotFound:
+            venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
+            if venue_view is None:
+                self._apply(order, Canceled(), report="cancel", reason="venue does not know it")
+                return
+        except VenueError as exc:
+            self.log.warning("cancel_failed", client_order_id=order.client_order_id, error=str(exc))
+            return  # stays pending_cancel: recover_stuck_orders re-sends it after cancel_timeout_s
+        self._sync(order, venue_view, reason=reason)
 
     async def _flatten(self, msg: CancelOrder) -> None:
         positions = await self.venue.fetch_positions()
@@ -264,37 +311,67 @@ class ExecutionAgent(Agent):
 
     # loops -------------------------------------------------------------------------------------------------
     async def retry_unknown_submits(self) -> None:
-        """Submits whose outcome was unknown: ask the venue first, resend only if it does not know them."""
+        """Submits whose outcome was unknown: ask the venue first, resend only if it does not know them
+        (and only if nobody canceled them meanwhile). Each order backs off 0.2 s doubling to 5 s."""
+        now = self.clock.now_ms()
         for coid in list(self.retry):
             order = self.tracker.get(coid)
             if order is None or order.is_terminal:
                 self.retry.discard(coid)
                 continue
+            if not self._due(coid, now):
+                continue
             try:
                 venue_view = await self.venue.fetch_order(coid, order.symbol)
-                self.retry.discard(coid)
-                if venue_view is not None:
-                    self._sync(order, venue_view)
-                else:
-                    await self._submit(order)
             except VenueUnavailable:
-                break
+                continue
+            self.retry.discard(coid)
+            self._backoff.pop(coid, None)
+            cancel_reason = self.cancel_pending.pop(coid, None)
+            if venue_view is not None:
+                self._sync(order, venue_view)
+                if cancel_reason is not None and not order.is_terminal:
+                    await self._cancel_one(order, cancel_reason)
+            elif cancel_reason is not None:
+                self._apply(order, Canceled(), report="cancel", reason=f"{cancel_reason} (never reached the venue)")
+            elif self._expired(coid, now):
+                self._apply(order, Rejected("expired before it reached the venue"), report="expired")
+            else:
+                await self._submit(order)
         await self.flush()
 
+    def _expired(self, coid: str, now_ms: int) -> bool:
+        meta = self.meta.get(coid)
+        return meta is not None and meta.expires_at_ms is not None and now_ms >= meta.expires_at_ms
+
+    def _due(self, coid: str, now_ms: int) -> bool:
+        """Per-order exponential backoff for venue queries (0.2 s doubling to 5 s)."""
+        next_ms, delay = self._backoff.get(coid, (0, RETRY_START_MS // 2))
+        if now_ms < next_ms:
+            return False
+        delay = min(delay * 2, RETRY_MAX_MS)
+        self._backoff[coid] = (now_ms + delay, delay)
+        return True
+
     async def recover_stuck_orders(self) -> None:
+        """Orders stuck in creating or pending_cancel past their timeout: ask the venue and apply its answer;
+        a cancel the venue never got is sent again."""
         now = self.clock.now_ms()
         stuck = self.tracker.stuck_orders(now, int(self.cfg.creation_timeout_s * 1000),
                                           int(self.cfg.cancel_timeout_s * 1000))
         for order in stuck:
-            if order.client_order_id in self.retry:
+            if order.client_order_id in self.retry or not self._due(order.client_order_id, now):
                 continue
             try:
                 await self._check_with_venue(order)
+                if order.status is OrderStatus.PENDING_CANCEL:
+                    await self._cancel_one(order, "cancel re-sent after timeout")
             except VenueUnavailable:
                 break
         for order in list(self.tracker):
             if order.is_terminal and now - order.updated_ts_ms > KEEP_TERMINAL_MS:
                 self.tracker.remove(order.client_order_id)
+                self._backoff.pop(order.client_order_id, None)
         await self.flush()
 
     async def _check_with_venue(self, order: Order) -> None:
@@ -309,13 +386,26 @@ class ExecutionAgent(Agent):
             self._sync(order, venue_view)
 
     async def reconcile(self) -> None:
-        """Local open orders against the venue's; the venue's truth wins and every difference is an event."""
+        """Local open orders against the venue's; the venue's truth wins and every difference is an event.
+        One open-orders call (per configured symbol), then a query only for local orders it did not list."""
+        symbols: list[str | None] = [*self.cfg.ccxt.symbols] if self.cfg.venue == "ccxt" else []
+        symbols = symbols or [None]
+        venue_open: dict[str, VenueOrder] = {}
+        for symbol in symbols:
+            for v in await self.venue.fetch_open_orders(symbol):
+                venue_open[v.client_order_id] = v
         for order in self.tracker.open_orders():
-            if order.client_order_id not in self.retry:
+            coid = order.client_order_id
+            if coid in self.retry:
+                continue
+            if coid in venue_open:
+                self.not_found.pop(coid, None)
+                self._sync(order, venue_open[coid])
+            else:
                 await self._check_with_venue(order)
-        for venue_view in await self.venue.fetch_open_orders():
-            if self.tracker.get(venue_view.client_order_id) is None:
-                self._adopt(venue_view)
+        for coid, v in venue_open.items():
+            if self.tracker.get(coid) is None:
+                self._adopt(v)
         await self.flush()
         await self.sync_journal()
 
@@ -390,9 +480,12 @@ class ExecutionAgent(Agent):
         self.counters[f"reports:{kind}"] += 1
 
     async def flush(self) -> None:
-        out, self._out = self._out, []
-        if out:
-            await self.bus.publish_many(out)
+        """Publish pending reports and transitions. Serialised: handlers and loops flush concurrently, and
+        an order's transitions must reach the event log in the order they happened."""
+        async with self._flush_lock:
+            out, self._out = self._out, []
+            if out:
+                await self.bus.publish_many(out)
 
     def extra_problems(self) -> list[str]:
         return [f"{len(self.retry)} orders with unknown submit outcome"] if self.retry else []

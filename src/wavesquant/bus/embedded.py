@@ -184,14 +184,22 @@ class EmbeddedBus(Bus):
     async def pending_for(self, stream: str, group: str, consumer: str, count: int = 100) -> list[Delivery]:
         s = self._streams[str(stream)]
         g = s.groups.setdefault(group, _Group(next_index=s.base))
+        self._forget_trimmed(s, g)
         ids = [i for i, (c, _, _) in g.pending.items() if c == consumer][:count]
         entries = [e for e in (self._entry(s, i) for i in ids) if e is not None]
         return self._deliver(stream, g, entries, consumer, redelivery=True)
+
+    @staticmethod
+    def _forget_trimmed(s: _Stream, g: _Group) -> None:
+        """Pending ids whose entries were trimmed away are dropped, as Redis's XAUTOCLAIM does."""
+        for entry_id in [i for i in g.pending if i not in s.index]:
+            del g.pending[entry_id]
 
     async def claim_stale(self, stream: str, group: str, consumer: str, min_idle_ms: int,
                           count: int = 100) -> list[Delivery]:
         s = self._streams[str(stream)]
         g = s.groups.setdefault(group, _Group(next_index=s.base))
+        self._forget_trimmed(s, g)
         cutoff = self.clock.now_ns() - min_idle_ms * 1_000_000
         ids = [i for i, (_, since, _) in g.pending.items() if since <= cutoff][:count]
         entries = [e for e in (self._entry(s, i) for i in ids) if e is not None]
@@ -206,6 +214,8 @@ class EmbeddedBus(Bus):
     async def read_range(self, stream: str, start: str = "-", end: str = "+",
                          count: int | None = None) -> list[tuple[str, bytes]]:
         s = self._streams[str(stream)]
+        if count is not None and count <= 0:
+            return []
         lo = _parse_id(start, low=True)
         hi = _parse_id(end, low=False)
         out: list[tuple[str, bytes]] = []

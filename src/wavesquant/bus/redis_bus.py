@@ -113,6 +113,7 @@ class RedisBus(Bus):
         self._dropped_in_outage = 0
         self._pub: RespConnection | None = None
         self._xconn: RespConnection | None = None  # awaited stream writes (XADD), separate from fire-and-forget
+        self._xconn_lock = asyncio.Lock()
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
         self._groups: set[tuple[str, str]] = set()
@@ -320,7 +321,10 @@ class RedisBus(Bus):
         async def run() -> list[Any]:
             conn = self._xconn
             if conn is None or not conn.is_open:
-                conn = self._xconn = await self._open_stream_writer()
+                async with self._xconn_lock:  # one writer connection: writes reach Redis in call order
+                    conn = self._xconn
+                    if conn is None or not conn.is_open:
+                        conn = self._xconn = await self._open_stream_writer()
             try:
                 return await conn.call(commands, self.connect_timeout_s)
             except (ConnectionError, OSError, TimeoutError):

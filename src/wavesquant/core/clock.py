@@ -36,9 +36,13 @@ class LiveClock(Clock):
         return time.time_ns()
 
     async def sleep_until_ns(self, deadline_ns: int) -> None:
-        delay = (deadline_ns - time.time_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # never early: event-loop timers (uvloop's are 1 ms grained) can fire a little before the deadline;
+        # a re-sleep is at least 1 ms, since shorter sleeps return at once under uvloop and would spin
+        while (remaining := deadline_ns - time.time_ns()) > 0:
+            await asyncio.sleep(max(remaining / 1e9, 0.001))
+
+
+_MAX_YIELDS = 200  # a woken task that never sleeps on the clock again gets this many event-loop turns
 
 
 class SimulatedClock(Clock):
@@ -72,8 +76,11 @@ class SimulatedClock(Clock):
             self._now_ns = max(self._now_ns, deadline)
             if not fut.done():
                 fut.set_result(None)
-            for _ in range(3):  # let the woken task (and what it awaits at once) run
+            parked = self._seq
+            for _ in range(_MAX_YIELDS):  # let the woken task run until it sleeps on this clock again
                 await asyncio.sleep(0)
+                if self._seq != parked:
+                    break
         self._now_ns = t_ns
 
     async def advance(self, seconds: float) -> None:

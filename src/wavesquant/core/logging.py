@@ -18,7 +18,9 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
     if json:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        # plain tracebacks: rich's pretty ones show local variables (secrets) and block the loop for long
+        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                                     exception_formatter=structlog.dev.plain_traceback)]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

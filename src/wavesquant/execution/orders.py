@@ -407,8 +407,11 @@ class Order:
         transition does not land where the record says (corrupt or incompatible log)."""
         order = cls(request=request, created_ts_ms=created_ts_ms)
         for recorded in history:
+            event = recorded.to_event()
+            if isinstance(event, FillEvent) and event.fill.fill_id in order.fill_ids:
+                continue  # the same fill logged twice (a retried event-log write): booked once
             try:
-                applied = order.apply(recorded.to_event(), recorded.ts_ms)
+                applied = order.apply(event, recorded.ts_ms)
             except IllegalTransition as exc:
                 raise ValueError(f"history does not replay: {exc}") from exc
             if applied is None or applied.to_status is not recorded.to_status:

@@ -10,7 +10,6 @@ Every problem the operator can fix raises a ValueError subclass with a one-line 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ from wavesquant.execution.venues.rate_limit import (
 )
 
 # Until CcxtVenueSettings has an `api_url` field this variable carries the (sandbox-only) REST base override.
-API_URL_ENV = "WQ_CCXT_API_URL"
 
 
 def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
@@ -90,7 +88,7 @@ def check_live_settings(c: CcxtVenueSettings) -> bool:
 def rate_budget(c: CcxtVenueSettings, facts: ExchangeFacts) -> RateBudget:
     """`execution.ccxt.rate_limit_per_s` requests per second (bursts up to one second's worth); default:
     the spacing ccxt documents for the exchange (binance: 50 ms -> 20 per second)."""
-    per_s = getattr(c, "rate_limit_per_s", None) or 1000.0 / facts.rate_limit_ms
+    per_s = c.rate_limit_per_s or 1000.0 / facts.rate_limit_ms
     return RateBudget(capacity=max(float(per_s), 1.0), per_seconds=1.0)
 
 
@@ -105,8 +103,7 @@ def rate_limiter(bus: Bus, exchange_id: str, key_id: str, budget: RateBudget) ->
 
 
 def api_url_override(c: CcxtVenueSettings) -> str | None:
-    value = getattr(c, "api_url", None) or os.environ.get(API_URL_ENV) or None
-    return value.strip() if value else None
+    return c.api_url.strip() if c.api_url else None
 
 
 def build_ccxt_venue(settings: Settings, bus: Bus) -> Venue:
@@ -121,7 +118,7 @@ def build_ccxt_venue(settings: Settings, bus: Bus) -> Venue:
                          f"(execution.venue: paper)")
     api_url = api_url_override(c)
     if live and api_url is not None:
-        raise LiveTradingRefused(f"{API_URL_ENV} / execution.ccxt.api_url redirect the exchange API: refused "
+        raise LiveTradingRefused(f"execution.ccxt.api_url redirects the exchange API: refused "
                                  f"with real money")
     credentials = ExchangeCredentials.from_env(c.exchange_id, require_password=facts.needs_password)
     limiter = rate_limiter(bus, c.exchange_id, credentials.key_id, rate_budget(c, facts))
@@ -132,9 +129,9 @@ def build_ccxt_venue(settings: Settings, bus: Bus) -> Venue:
         sandbox=not live,
         live=live,
         confirm_live=live,
-        market_type=getattr(c, "market_type", "spot"),
-        symbols=tuple(getattr(c, "symbols", ())),
-        websocket=bool(getattr(c, "websocket", True)) and api_url is None,
-        timeout_ms=int(getattr(c, "timeout_ms", 10_000)),
+        market_type=c.market_type,
+        symbols=tuple(c.symbols),
+        websocket=c.websocket and api_url is None,
+        timeout_ms=c.timeout_ms,
         api_url=api_url,
     )

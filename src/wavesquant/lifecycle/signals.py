@@ -67,7 +67,7 @@ class SignalBook:
         self.capacity = capacity
         self._signals: OrderedDict[str, TrackedSignal] = OrderedDict()
         self._by_order: dict[str, str] = {}
-        self._waiting: set[str] = set()  # generated or evaluating: candidates for expiry
+        self._waiting: dict[str, None] = {}  # generated or evaluating, oldest first: candidates for expiry
         self.refused = 0
 
     def __len__(self) -> int:
@@ -135,9 +135,9 @@ class SignalBook:
 
     def _track_waiting(self, sig: TrackedSignal) -> None:
         if sig.state in (S.GENERATED, S.EVALUATING):
-            self._waiting.add(sig.signal_id)
+            self._waiting[sig.signal_id] = None
         else:
-            self._waiting.discard(sig.signal_id)
+            self._waiting.pop(sig.signal_id, None)
 
     def expire_due(self, now_ms: int) -> list[SignalTransition]:
         """Expire signals still waiting for risk (generated/evaluating) past their expiry. Approved and
@@ -156,6 +156,6 @@ class SignalBook:
             self._by_order[sig.client_order_id] = sig.signal_id
         while len(self._signals) > self.capacity:
             _, old = self._signals.popitem(last=False)
-            self._waiting.discard(old.signal_id)
+            self._waiting.pop(old.signal_id, None)
             if old.client_order_id:
                 self._by_order.pop(old.client_order_id, None)

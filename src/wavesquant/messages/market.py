@@ -24,12 +24,12 @@ class TickBatch(Envelope):
 
     type: Literal["tick_batch"] = "tick_batch"
     exchange: Name
-    symbols: list[Symbol] = Field(min_length=1, max_length=MAX_BATCH)
-    event_ts_ms: list[EpochMs] = Field(min_length=1, max_length=MAX_BATCH)
-    prices: list[Price] = Field(min_length=1, max_length=MAX_BATCH)
-    sizes: list[Quantity] = Field(min_length=1, max_length=MAX_BATCH)
-    bids: list[Price] | None = Field(default=None, max_length=MAX_BATCH)
-    asks: list[Price] | None = Field(default=None, max_length=MAX_BATCH)
+    symbols: tuple[Symbol, ...] = Field(min_length=1, max_length=MAX_BATCH)
+    event_ts_ms: tuple[EpochMs, ...] = Field(min_length=1, max_length=MAX_BATCH)
+    prices: tuple[Price, ...] = Field(min_length=1, max_length=MAX_BATCH)
+    sizes: tuple[Quantity, ...] = Field(min_length=1, max_length=MAX_BATCH)
+    bids: tuple[Price, ...] | None = Field(default=None, max_length=MAX_BATCH)
+    asks: tuple[Price, ...] | None = Field(default=None, max_length=MAX_BATCH)
 
     @model_validator(mode="after")
     def _columns_align(self) -> Self:

@@ -74,7 +74,7 @@ class RiskDecision(Envelope):
     type: Literal["risk_decision"] = "risk_decision"
     order: OrderSpec
     approved: bool
-    denials: list[Denial] = Field(default_factory=list, max_length=MAX_LIST)
+    denials: tuple[Denial, ...] = Field(default_factory=tuple, max_length=MAX_LIST)
     trading_state: Name = "active"
 
     @model_validator(mode="after")

@@ -25,9 +25,12 @@ SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3
 
 
 def _expiry_into_envelope(data: Any, field: str) -> Any:
-    """Seed formats carry their own expiry field; mirror it into the envelope's expires_at_ms."""
-    if isinstance(data, dict) and data.get(field) is not None and data.get("expires_at_ms") is None:
-        data = {**data, "expires_at_ms": data[field]}
+    """Seed formats carry their own expiry field; the envelope's expires_at_ms is the earlier of the two, so
+    the message can never be acted on after either says it expired."""
+    if isinstance(data, dict) and isinstance(data.get(field), int):
+        own = data[field]
+        envelope = data.get("expires_at_ms")
+        data = {**data, "expires_at_ms": own if not isinstance(envelope, int) else min(own, envelope)}
     return data
 
 
@@ -36,7 +39,7 @@ class ArbitrageOpportunity(Envelope):
 
     type: Literal["arbitrage_opportunity"] = "arbitrage_opportunity"
     symbol: Symbol
-    exchanges: list[Name] = Field(min_length=2, max_length=8)
+    exchanges: tuple[Name, ...] = Field(min_length=2, max_length=8)
     price_diff: float = Field(ge=0, allow_inf_nan=False)
     max_latency: int = Field(gt=0, le=60_000, description="ms the opportunity tolerates")
     execution_priority: int = Field(ge=1, le=10)
@@ -60,10 +63,10 @@ class MarketAnomaly(Envelope):
     type: Literal["market_anomaly"] = "market_anomaly"
     severity: Severity
     anomaly_type: Name
-    affected_assets: list[Symbol] = Field(min_length=1, max_length=MAX_LIST)
+    affected_assets: tuple[Symbol, ...] = Field(min_length=1, max_length=MAX_LIST)
     confidence: Probability
     time_to_impact: float = Field(ge=0, allow_inf_nan=False, description="seconds")
-    recommended_actions: list[Name] = Field(default_factory=list, max_length=16)
+    recommended_actions: tuple[Name, ...] = Field(default_factory=tuple, max_length=16)
     magnitude: FiniteFloat = 0.0
 
 

@@ -35,11 +35,11 @@ class Heartbeat(Envelope):
     pid: int = Field(ge=0)
     host: ShortText
     uptime_s: float = Field(ge=0)
-    loops: list[LoopStats] = Field(default_factory=list, max_length=MAX_LIST)
+    loops: tuple[LoopStats, ...] = Field(default_factory=tuple, max_length=MAX_LIST)
     queue_depths: dict[Name, int] = Field(default_factory=dict, max_length=MAX_LIST)
     counters: dict[ShortText, int] = Field(default_factory=dict, max_length=256)
     bus_connected: bool = True
-    problems: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST)
+    problems: tuple[ShortText, ...] = Field(default_factory=tuple, max_length=MAX_LIST)
 
 
 ControlVerb = Literal["start", "stop", "pause", "resume", "kill", "resume_trading"]
@@ -71,7 +71,7 @@ class RiskAlert(Envelope):
     code: Name
     message: Text
     trading_state: Name
-    symbols: list[Symbol] = Field(default_factory=list, max_length=MAX_LIST)
+    symbols: tuple[Symbol, ...] = Field(default_factory=tuple, max_length=MAX_LIST)
 
 
 class LearningUpdate(Envelope):

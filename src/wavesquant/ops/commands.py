@@ -431,7 +431,7 @@ def send_control(settings: Settings, target: str, command: str, args: dict[str, 
             await sub.close()
         return acks
 
-    return run_async(lambda: _with_bus(settings, exchange, None))
+    return run_async(lambda: _with_bus(settings, exchange, timeout))
 
 
 def _risk_command(settings: Settings, command: str, args: dict[str, str], timeout: float) -> None:

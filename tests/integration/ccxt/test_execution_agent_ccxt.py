@@ -27,8 +27,7 @@ from redis.asyncio import Redis
 from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
 
 from wavesquant.agents.execution import LOST_AFTER_NOT_FOUND
-from wavesquant.config import CcxtVenueSettings
-from wavesquant.execution.venue_factory import API_URL_ENV
+
 from wavesquant.messages import CancelOrder, Channel, Envelope, ExecutionReport, Heartbeat, NewOrder, OrderTransition
 from wavesquant.messages import decode, encode
 from wavesquant.messages.orders import OrderSpec
@@ -166,15 +165,11 @@ def _environment(api_url: str) -> dict[str, str]:
         "WQ_CONSUMER_ID": "execution-e2e",
         "PYTHONUNBUFFERED": "1",
     })
-    if "api_url" not in CcxtVenueSettings.model_fields:
-        env[API_URL_ENV] = api_url  # until config.py has execution.ccxt.api_url
     return env
 
 
 def _config(path: Path, redis_url: str, prefix: str, api_url: str) -> Path:
-    ccxt: dict[str, Any] = {"exchange_id": "binance", "sandbox": True}
-    if "api_url" in CcxtVenueSettings.model_fields:
-        ccxt["api_url"] = api_url
+    ccxt: dict[str, Any] = {"exchange_id": "binance", "sandbox": True, "api_url": api_url}
     config = {
         "bus": {"backend": "redis", "url": redis_url, "prefix": prefix},
         "logging": {"level": "info"},

@@ -2,12 +2,12 @@
 (`Order.from_history`) and refuses a history that does not replay, then recreates the order from scratch and
 re-reports what the venue says (the crash tests saw repeated cancel and fill reports after that).
 
-Here the execution agent runs in process against the real Redis with two realistic delays injected: the venue
-answers a submit after 100 ms (a real exchange takes that long), and Redis is slow (300 ms) to accept the bus's
-first stream-writer connection. The agent's hft loop flushes pending events every 10 ms while the submit is in
-flight, so the write carrying `Submitted` starts first and waits for that connection; the write carrying
-`Accepted`, made once the venue answered, must not overtake it. This is what happens to the first order after
-every (re)start: the stream-writer connection is opened lazily, by whichever flush comes first.
+Here the execution agent runs in process against the real Redis with two realistic delays injected: the
+venue answers a submit after 100 ms (a real exchange takes that long), and Redis is slow (300 ms) to accept
+the bus's first stream-writer connection. The agent's hft loop flushes pending events every 10 ms while the
+submit is in flight, so the write carrying `Submitted` starts first and waits for that connection; the write
+carrying `Accepted`, made once the venue answered, must not overtake it. This is what happens to the first
+order after every (re)start: the stream-writer connection is opened lazily, by whichever flush comes first.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-
 from support.crash_harness import new_order
+
 from wavesquant.agents.execution import ExecutionAgent
 from wavesquant.bus.rawconn import Connector, ProtocolFactory, RespConnection, tcp_connector
 from wavesquant.bus.redis_bus import RedisBus
@@ -33,7 +33,9 @@ from wavesquant.types import Side
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 
-def _slow_submit(submit: Callable[[OrderRequest], Awaitable[VenueOrder]]) -> Callable[[OrderRequest], Awaitable[VenueOrder]]:
+def _slow_submit(
+    submit: Callable[[OrderRequest], Awaitable[VenueOrder]],
+) -> Callable[[OrderRequest], Awaitable[VenueOrder]]:
     async def slow(request: OrderRequest) -> VenueOrder:
         await asyncio.sleep(0.1)
         return await submit(request)
@@ -65,15 +67,26 @@ async def _transitions(bus: RedisBus, coid: str) -> list[OrderTransition]:
     return out
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src bug: ExecutionAgent.flush (agents/execution.py) runs concurrently from the orders handler, the market "
-    "handler and three loops, and RedisBus._xadd_many (bus/redis_bus.py) opens its stream-writer connection "
-    "lazily without a lock: two flushes that find it closed each open one, and the later flush can land first"))
-async def test_event_log_keeps_order_transitions_in_order_when_flushes_overlap(redis_url: str,
-                                                                             redis_prefix: str) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "src bug: ExecutionAgent.flush (agents/execution.py) runs concurrently from the orders handler, the "
+        "market handler and three loops, and RedisBus._xadd_many (bus/redis_bus.py) opens its stream-writer "
+        "connection lazily without a lock: two flushes that find it closed each open one, and the later "
+        "flush can land first"
+    ),
+)
+async def test_event_log_keeps_order_transitions_in_order_when_flushes_overlap(
+    redis_url: str, redis_prefix: str
+) -> None:
     settings = Settings(bus=BusSettings(backend="redis", url=redis_url, prefix=redis_prefix))
-    bus = RedisBus(redis_url, prefix=redis_prefix, client_name="crash-order-test",
-                   connector=_slow_first_stream_writer(redis_url))
+    bus = RedisBus(
+        redis_url,
+        prefix=redis_prefix,
+        client_name="crash-order-test",
+        connector=_slow_first_stream_writer(redis_url),
+    )
     await bus.start()
     agent = ExecutionAgent(settings, bus, LiveClock())
     agent.venue.submit = _slow_submit(agent.venue.submit)  # type: ignore[method-assign]
@@ -82,7 +95,9 @@ async def test_event_log_keeps_order_transitions_in_order_when_flushes_overlap(r
         async with asyncio.timeout(10):
             while agent.status != "running":
                 await asyncio.sleep(0.01)
-        order = new_order("ordered-1", "BTC/USDT", Side.BUY, 0.01, limit_price=30_000.0)  # rests: no price needed
+        order = new_order(
+            "ordered-1", "BTC/USDT", Side.BUY, 0.01, limit_price=30_000.0
+        )  # rests: no price needed
         await bus.append_raw(Channel.ORDERS, encode(order))
         deadline = time.monotonic() + 10
         while True:
@@ -99,6 +114,9 @@ async def test_event_log_keeps_order_transitions_in_order_when_flushes_overlap(r
     assert events[:2] == ["Submitted", "Accepted"], f"transitions in log order: {events}"
     request = next(m.request for m in logged if m.request is not None)
     assert request is not None
-    rebuilt = Order.from_history(request_from_dict(request), logged[0].ts_ms,
-                                 [Transition.from_dict(m.transition) for m in logged if m.transition])
+    rebuilt = Order.from_history(
+        request_from_dict(request),
+        logged[0].ts_ms,
+        [Transition.from_dict(m.transition) for m in logged if m.transition],
+    )
     assert rebuilt.status.value == "open"

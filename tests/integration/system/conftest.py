@@ -5,17 +5,18 @@ the tails of every agent's log."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-
 from support.agents_procs import REPLAY_FILE, AgentSystem, RedisState, system_settings, write_config
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     system = getattr(item, "funcargs", {}).get("system")
     if report.failed and isinstance(system, AgentSystem):
@@ -37,8 +38,9 @@ def system_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def system(redis_url: str, system_prefix: str, shared_data: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentSystem]:
+def system(
+    redis_url: str, system_prefix: str, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentSystem]:
     """The seven agents running as processes; stopped when the module is done with SIGTERM (SIGKILL after a
     timeout), and each must then have exited cleanly (status 0)."""
     workdir = tmp_path_factory.mktemp("system")
@@ -47,8 +49,10 @@ def system(redis_url: str, system_prefix: str, shared_data: Path,
         yield running
         codes = running.stop()
     unclean = {name: code for name, code in codes.items() if code != 0}
-    assert not unclean, (f"agents did not exit cleanly on SIGTERM (None: killed after the timeout): {unclean}\n"
-                         f"{running.log_tails(15)}")
+    assert not unclean, (
+        f"agents did not exit cleanly on SIGTERM (None: killed after the timeout): {unclean}\n"
+        f"{running.log_tails(15)}"
+    )
 
 
 @pytest.fixture(scope="module")

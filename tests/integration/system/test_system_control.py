@@ -5,16 +5,21 @@ paused agent acknowledges, does no work, and picks up where it was when resumed.
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import pytest
+from support.agents_procs import BARS_PER_SECOND, AgentSystem, RedisState, wait_until
 
-from support.agents_procs import AgentSystem, RedisState, wait_until
 from wavesquant.messages import Envelope, ExecutionReport, NewOrder, RiskDecision, SignalEvent
 
 pytestmark = [pytest.mark.redis, pytest.mark.shared_data]
 
 
-def _after(events: list[tuple[str, Envelope]], ts_ms: int, kind: type[Envelope]) -> list[Envelope]:
+E = TypeVar("E", bound=Envelope)
+
+
+def _after(events: list[tuple[str, Envelope]], ts_ms: int, kind: type[E]) -> list[E]:
+    """Messages of one kind created after `ts_ms`."""
     return [m for _, m in events if isinstance(m, kind) and m.ts_ms > ts_ms]
 
 
@@ -30,36 +35,40 @@ def test_stopped_risk_lets_no_order_through_until_started(system: AgentSystem, s
     stopped_ms = int(time.time() * 1000)  # the ack is in: nothing risk creates from now on may be an order
     try:
         wait_until(lambda: _status(state, "risk", "stopped"), 10, "risk's heartbeat to say stopped")
-        discarded_before = state.heartbeat("risk").counters.get("discarded_inactive", 0)  # type: ignore[union-attr]
-        signals = wait_until(lambda: len(s := [m for m in _after(state.events(), stopped_ms, SignalEvent)
-                                               if m.to_state == "generated"]) >= 5 and s,
-                             30, "5 new signals while risk is stopped")
+        discarded_before = state.live_heartbeat("risk").counters.get("discarded_inactive", 0)
+
+        def new_signals() -> list[SignalEvent]:
+            return [m for m in _after(state.events(), stopped_ms, SignalEvent) if m.to_state == "generated"]
+
+        wait_until(lambda: len(new_signals()) >= 5, 30, "5 new signals while risk is stopped")
         events = state.events()
         assert _after(events, stopped_ms, NewOrder) == []
         assert _after(events, stopped_ms, RiskDecision) == []
         assert system.procs["risk"].alive
-        hb = state.heartbeat("risk")
-        assert hb is not None and hb.status == "stopped" and hb.ts_ms > stopped_ms
-        assert hb.counters.get("discarded_inactive", 0) > discarded_before  # the intents came and were dropped
+        hb = state.live_heartbeat("risk")
+        assert hb.status == "stopped" and hb.ts_ms > stopped_ms
+        # their intents reached risk and were dropped
+        assert hb.counters.get("discarded_inactive", 0) > discarded_before
         health = system.wq("agent", "health", "risk")
         assert health.returncode == 0 and "stopped" in health.stdout, health.stdout + health.stderr
-        assert len(signals) >= 5
     finally:
         out = system.control("start", "risk")
     assert "risk: start -> running" in out, out
     started_ms = int(time.time() * 1000)
     wait_until(lambda: _status(state, "risk", "running"), 10, "risk's heartbeat to say running")
-    orders = wait_until(lambda: _after(state.events(), started_ms, NewOrder), 30, "a new order after the start")
-    coids = {o.order.client_order_id for o in orders if isinstance(o, NewOrder)}
-    wait_until(lambda: [m for m in _after(state.events(), started_ms, ExecutionReport)
-                        if isinstance(m, ExecutionReport) and m.kind == "fill" and m.client_order_id in coids],
-               30, "a fill of an order placed after the start")
+    orders = wait_until(lambda: _after(state.events(), started_ms, NewOrder), 30, "an order after the start")
+    coids = {o.order.client_order_id for o in orders}
+
+    def new_fills() -> list[ExecutionReport]:
+        reports = _after(state.events(), started_ms, ExecutionReport)
+        return [r for r in reports if r.kind == "fill" and r.client_order_id in coids]
+
+    wait_until(new_fills, 30, "a fill of an order placed after the start")
 
 
 def test_paused_agent_does_no_work_until_resumed(system: AgentSystem, state: RedisState) -> None:
     def assessments() -> tuple[int, int]:
-        hb = state.heartbeat("intelligence")
-        assert hb is not None
+        hb = state.live_heartbeat("intelligence")
         runs = next(loop.runs for loop in hb.loops if loop.name == "trend_intelligence")
         return hb.counters.get("trend_assessments", 0), runs
 
@@ -67,17 +76,55 @@ def test_paused_agent_does_no_work_until_resumed(system: AgentSystem, state: Red
     out = system.control("pause", "intelligence")
     assert "intelligence: pause -> paused" in out, out
     try:
-        wait_until(lambda: _status(state, "intelligence", "paused"), 10, "intelligence's heartbeat to say paused")
+        wait_until(
+            lambda: _status(state, "intelligence", "paused"), 10, "intelligence's heartbeat to say paused"
+        )
         paused_at = assessments()
-        paused_hb_ms = state.heartbeat("intelligence").ts_ms  # type: ignore[union-attr]
+        paused_hb_ms = state.live_heartbeat("intelligence").ts_ms
         time.sleep(2.5)  # more than two trend_intelligence intervals (1 s)
-        hb = state.heartbeat("intelligence")
-        assert hb is not None and hb.status == "paused" and hb.ts_ms > paused_hb_ms  # alive, beating, idle
+        hb = state.live_heartbeat("intelligence")
+        assert hb.status == "paused" and hb.ts_ms > paused_hb_ms  # alive, beating, idle
         assert assessments() == paused_at
     finally:
         out = system.control("resume", "intelligence")
     assert "intelligence: resume -> running" in out, out
-    wait_until(lambda: _status(state, "intelligence", "running"), 10, "intelligence's heartbeat to say running")
-    wait_until(lambda: assessments()[0] > paused_at[0] and assessments()[1] > paused_at[1], 15,
-               "trend assessments again after the resume")
+    wait_until(
+        lambda: _status(state, "intelligence", "running"), 10, "intelligence's heartbeat to say running"
+    )
+    wait_until(
+        lambda: assessments()[0] > paused_at[0] and assessments()[1] > paused_at[1],
+        15,
+        "trend assessments again after the resume",
+    )
     assert system.dead() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reported src bug: data_feeds' RateGate (market/replay.py) accrues credit while the agent is paused, "
+    "so on resume the replay publishes the whole paused time's bars at once (up to 10,000)",
+)
+def test_resumed_replay_goes_on_at_its_rate_without_a_burst(system: AgentSystem, state: RedisState) -> None:
+    """Pausing a replay pauses its clock: after `resume` the bars go on at bars_per_second, not all at once."""
+    out = system.control("pause", "data_feeds")
+    assert "data_feeds: pause -> paused" in out, out
+    wait_until(lambda: _status(state, "data_feeds", "paused"), 10, "data_feeds' heartbeat to say paused")
+    bars_paused = state.live_heartbeat("data_feeds").counters.get("bars", 0)
+    time.sleep(6.0)  # 600 bars' worth of replay time at 100 bars/s
+    resumed_ms = int(time.time() * 1000)
+    out = system.control("resume", "data_feeds")
+    assert "data_feeds: resume -> running" in out, out
+    hb = wait_until(
+        lambda: (
+            (h := state.live_heartbeat("data_feeds")).ts_ms > int(time.time() * 1000) - 2_000
+            and h.status == "running"
+            and h.ts_ms >= resumed_ms + 500
+            and h
+        ),
+        15,
+        "a heartbeat from data_feeds at least 0.5 s after the resume",
+    )
+    running_s = (hb.ts_ms - resumed_ms) / 1000
+    published = hb.counters.get("bars", 0) - bars_paused
+    # generous: every second since the resume was asked for, plus one more second's worth
+    assert published <= BARS_PER_SECOND * (running_s + 1.0), (published, running_s)

@@ -8,10 +8,18 @@ import time
 import uuid
 
 import pytest
-
 from support.agents_procs import SIGNAL_TTL_S, SYMBOL, AgentSystem, RedisState, wait_until
+
 from wavesquant.core.ids import client_order_id
-from wavesquant.messages import Envelope, ExecutionReport, NewOrder, OrderSpec, RiskDecision, SignalEvent, encode
+from wavesquant.messages import (
+    Envelope,
+    ExecutionReport,
+    NewOrder,
+    OrderSpec,
+    RiskDecision,
+    SignalEvent,
+    encode,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.shared_data]
 
@@ -20,17 +28,19 @@ def _fills(events: list[tuple[str, Envelope]]) -> list[ExecutionReport]:
     return [m for _, m in events if isinstance(m, ExecutionReport) and m.kind == "fill"]
 
 
+def _ids(m: Envelope) -> tuple[str | None, str | None]:
+    """(signal id, client order id) of a decision, order or report; (None, None) for anything else."""
+    if isinstance(m, RiskDecision | NewOrder):
+        return m.order.signal_id, m.order.client_order_id
+    if isinstance(m, ExecutionReport):
+        return m.signal_id, m.client_order_id
+    return None, None
+
+
 def _touching(events: list[tuple[str, Envelope]], signal_ids: set[str]) -> list[Envelope]:
     """Decisions, orders and reports that belong to any of these signals."""
     coids = {client_order_id(s) for s in signal_ids}
-    out: list[Envelope] = []
-    for _, m in events:
-        if isinstance(m, RiskDecision | NewOrder) and (m.order.signal_id in signal_ids
-                                                       or m.order.client_order_id in coids):
-            out.append(m)
-        elif isinstance(m, ExecutionReport) and (m.client_order_id in coids or m.signal_id in signal_ids):
-            out.append(m)
-    return out
+    return [m for _, m in events if _ids(m)[0] in signal_ids or _ids(m)[1] in coids]
 
 
 def test_signals_nobody_evaluates_expire_without_orders(system: AgentSystem, state: RedisState) -> None:
@@ -40,12 +50,19 @@ def test_signals_nobody_evaluates_expire_without_orders(system: AgentSystem, sta
     stopped_ms = int(time.time() * 1000)
     mark = state.last_id("events")
     try:
+
         def expired_signals() -> dict[str, SignalEvent] | None:
             events = state.events(mark)
-            fresh = {m.signal_id for _, m in events
-                     if isinstance(m, SignalEvent) and m.to_state == "generated" and m.ts_ms > stopped_ms}
-            expired = {m.signal_id: m for _, m in events
-                       if isinstance(m, SignalEvent) and m.to_state == "expired" and m.signal_id in fresh}
+            fresh = {
+                m.signal_id
+                for _, m in events
+                if isinstance(m, SignalEvent) and m.to_state == "generated" and m.ts_ms > stopped_ms
+            }
+            expired = {
+                m.signal_id: m
+                for _, m in events
+                if isinstance(m, SignalEvent) and m.to_state == "expired" and m.signal_id in fresh
+            }
             return expired if len(expired) >= 3 else None
 
         expired = wait_until(expired_signals, 30, "3 signals generated after the stop to expire")
@@ -59,8 +76,8 @@ def test_signals_nobody_evaluates_expire_without_orders(system: AgentSystem, sta
         assert _touching(events, set(expired)) == []
         venue_orders = state.paper_orders()
         assert not {client_order_id(s) for s in expired} & set(venue_orders)
-        hb = state.heartbeat("core")
-        assert hb is not None and hb.counters.get("signals:expired", 0) >= len(expired), hb and hb.counters
+        core = state.live_heartbeat("core")
+        assert core.counters.get("signals:expired", 0) >= len(expired), core.counters
     finally:
         out = system.control("start", "risk")
     assert "risk: start -> running" in out, out
@@ -80,18 +97,25 @@ def test_order_expired_in_the_stream_is_refused_by_execution(system: AgentSystem
             state.client.xadd(state.key("orders"), {"d": encode(order)})
         assert expiring.expires_at_ms is not None
         time.sleep(max(0.0, expiring.expires_at_ms / 1000 - time.time()) + 0.5)
-        assert not [m for _, m in state.events(mark) if isinstance(m, ExecutionReport)
-                    and m.client_order_id in (expiring.order.client_order_id, lasting.order.client_order_id)]
+        ours = (expiring.order.client_order_id, lasting.order.client_order_id)
+        assert not [m for _, m in state.events(mark) if _ids(m)[1] in ours]  # execution is not reading
     finally:
         out = system.control("resume", "execution")
     assert "execution: resume -> running" in out, out
 
     def reports_for(coid: str) -> list[ExecutionReport]:
-        return [m for _, m in state.events(mark) if isinstance(m, ExecutionReport) and m.client_order_id == coid]
+        return [
+            m for _, m in state.events(mark) if isinstance(m, ExecutionReport) and m.client_order_id == coid
+        ]
 
-    refused = wait_until(lambda: reports_for(expiring.order.client_order_id), 20, "a report on the expired order")
-    filled = wait_until(lambda: [r for r in reports_for(lasting.order.client_order_id) if r.kind == "fill"], 20,
-                        "a fill of the order that did not expire")
+    refused = wait_until(
+        lambda: reports_for(expiring.order.client_order_id), 20, "a report on the expired order"
+    )
+    filled = wait_until(
+        lambda: [r for r in reports_for(lasting.order.client_order_id) if r.kind == "fill"],
+        20,
+        "a fill of the order that did not expire",
+    )
     assert [(r.kind, r.status.value) for r in refused] == [("expired", "failed")], refused
     assert "expired" in refused[0].reason and refused[0].filled_quantity == 0
     assert filled[0].last_quantity == pytest.approx(lasting.order.quantity)
@@ -104,7 +128,15 @@ def test_order_expired_in_the_stream_is_refused_by_execution(system: AgentSystem
 
 
 def _order(coid: str, now_ns: int, expires_in_ms: int | None) -> NewOrder:
-    spec = OrderSpec(client_order_id=coid, signal_id=coid, strategy_id="expiry_probe", family="trend",
-                     exchange="binance", symbol=SYMBOL, side="buy", quantity=0.001)
+    spec = OrderSpec(
+        client_order_id=coid,
+        signal_id=coid,
+        strategy_id="expiry_probe",
+        family="trend",
+        exchange="binance",
+        symbol=SYMBOL,
+        side="buy",
+        quantity=0.001,
+    )
     expires = None if expires_in_ms is None else now_ns // 1_000_000 + expires_in_ms
     return NewOrder.create(source="risk", ts_ns=now_ns, order=spec, expires_at_ms=expires)

@@ -12,16 +12,33 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+from support.agents_procs import (
+    STARTING_USDT,
+    STRATEGY,
+    SYMBOL,
+    TAKER_FEE,
+    AgentSystem,
+    RedisState,
+    wait_until,
+)
 
-from support.agents_procs import STRATEGY, SYMBOL, AgentSystem, RedisState, wait_until
 from wavesquant.core.ids import client_order_id
 from wavesquant.execution.reports import fill_from_report
-from wavesquant.messages import Envelope, ExecutionReport, LearningUpdate, NewOrder, RiskDecision, SignalEvent, decode
+from wavesquant.messages import (
+    Envelope,
+    ExecutionReport,
+    LearningUpdate,
+    NewOrder,
+    RiskDecision,
+    SignalEvent,
+    decode,
+)
 from wavesquant.portfolio.positions import Portfolio
 
 pytestmark = [pytest.mark.redis, pytest.mark.shared_data]
 
 MIN_EXECUTED = 4
+AGENTS_IN_FLOW = ("data_feeds", "intelligence", "strategy_engine")
 LIFECYCLE = ["generated", "evaluating", "approved", "executing", "executed"]
 
 
@@ -63,14 +80,20 @@ class Ledger:
 def test_replayed_bars_become_signals_orders_and_fills(system: AgentSystem, state: RedisState) -> None:
     # market data and analysis flow: bars out of data_feeds, trend assessments out of intelligence
     def flowing() -> bool:
-        hb = state.heartbeats(["data_feeds", "intelligence", "strategy_engine"])
-        return all(h is not None for h in hb.values()) and hb["data_feeds"].counters.get("bars", 0) > 0 \
-            and hb["intelligence"].counters.get("trend_assessments", 0) > 0 \
-            and hb["strategy_engine"].counters.get("signals", 0) > 0
+        feeds, intelligence, engine = (state.live_heartbeat(a) for a in AGENTS_IN_FLOW)
+        return (
+            feeds.counters.get("bars", 0) > 0
+            and intelligence.counters.get("trend_assessments", 0) > 0
+            and engine.counters.get("signals", 0) > 0
+        )
 
     wait_until(flowing, 30, "bars, trend assessments and signals counted in the heartbeats")
-    events = wait_until(lambda: (ev := state.events()) and len(executed_signals(ev)) >= MIN_EXECUTED and ev,
-                        45, f"{MIN_EXECUTED} executed signals in the event log")
+
+    def with_executed() -> list[tuple[str, Envelope]] | None:
+        events = state.events()
+        return events if len(executed_signals(events)) >= MIN_EXECUTED else None
+
+    events = wait_until(with_executed, 45, f"{MIN_EXECUTED} executed signals in the event log")
     position = {i: n for n, (i, _) in enumerate(events)}
     for signal_id in executed_signals(events)[:MIN_EXECUTED]:
         coid = client_order_id(signal_id)
@@ -78,16 +101,23 @@ def test_replayed_bars_become_signals_orders_and_fills(system: AgentSystem, stat
         states = [m.to_state.value for _, m in sig]
         assert states == LIFECYCLE, f"signal {signal_id} went through {states}"
         assert [m.from_state for _, m in sig][1:] == [m.to_state for _, m in sig][:-1]
-        assert {(m.signal_type, m.strategy_id, m.symbol) for _, m in sig} == {("trend_signal", STRATEGY, SYMBOL)}
-        decisions = [(i, m) for i, m in events if isinstance(m, RiskDecision) and m.order.signal_id == signal_id]
-        assert len(decisions) == 1 and decisions[0][1].approved and decisions[0][1].order.client_order_id == coid
+        assert {(m.signal_type, m.strategy_id, m.symbol) for _, m in sig} == {
+            ("trend_signal", STRATEGY, SYMBOL)
+        }
+        decisions = [
+            (i, m) for i, m in events if isinstance(m, RiskDecision) and m.order.signal_id == signal_id
+        ]
+        assert (
+            len(decisions) == 1 and decisions[0][1].approved and decisions[0][1].order.client_order_id == coid
+        )
         orders = [(i, m) for i, m in events if isinstance(m, NewOrder) and m.order.signal_id == signal_id]
         assert len(orders) == 1 and orders[0][1].order.client_order_id == coid
         reports = [(i, m) for i, m in events if isinstance(m, ExecutionReport) and m.client_order_id == coid]
         kinds = [m.kind for _, m in reports]
         assert kinds[0] == "ack" and "fill" in kinds and reports[-1][1].status.value == "filled", kinds
-        assert sum(m.last_quantity or 0.0 for _, m in reports if m.kind == "fill") == \
-            pytest.approx(orders[0][1].order.quantity)
+        assert sum(m.last_quantity or 0.0 for _, m in reports if m.kind == "fill") == pytest.approx(
+            orders[0][1].order.quantity
+        )
         assert all(m.signal_id == signal_id and m.strategy_id == STRATEGY for _, m in reports)
         # causality as the event log recorded it
         generated, executed = sig[0][0], sig[-1][0]
@@ -106,23 +136,24 @@ def test_positions_and_pnl_agree_everywhere(system: AgentSystem, state: RedisSta
     out = system.control("pause", "risk")  # no new orders: the fills stop changing
     assert "risk: pause -> paused" in out, out
     try:
-        wait_until(lambda: (hb := state.heartbeat("risk")) is not None and hb.status == "paused", 10,
-                   "risk's heartbeat to say paused")
+        wait_until(lambda: state.live_heartbeat("risk").status == "paused", 10, "risk's heartbeat: paused")
         fills = _settled_fills(state)
         _check_fills(fills, state, redis_url)
     finally:
         out = system.control("resume", "risk")
     assert "risk: resume -> running" in out, out
-    wait_until(lambda: (hb := state.heartbeat("risk")) is not None and hb.status == "running", 10,
-               "risk's heartbeat to say running again")
+    wait_until(lambda: state.live_heartbeat("risk").status == "running", 10, "risk's heartbeat: running")
 
 
 def _settled_fills(state: RedisState) -> list[ExecutionReport]:
     """Once every order in the log is terminal and the log has stopped changing for a second, its fills."""
+
     def settled() -> list[ExecutionReport] | None:
         before = state.events()
         orders = {m.order.client_order_id for _, m in before if isinstance(m, NewOrder)}
-        done = {m.client_order_id for _, m in before if isinstance(m, ExecutionReport) and m.status.is_terminal}
+        done = {
+            m.client_order_id for _, m in before if isinstance(m, ExecutionReport) and m.status.is_terminal
+        }
         if not orders <= done:
             return None
         time.sleep(1.0)
@@ -148,7 +179,7 @@ def _check_fills(fills: list[ExecutionReport], state: RedisState, redis_url: str
         assert v["quantity"] == pytest.approx(r.last_quantity, rel=1e-12)
         assert v["price"] == pytest.approx(r.last_price, rel=1e-12)
         assert v["fee"] == pytest.approx(r.fee, rel=1e-9, abs=1e-12)
-        assert r.fee_currency == "USDT" and r.fee == pytest.approx(0.0005 * r.last_quantity * r.last_price)
+        assert r.fee_currency == "USDT" and r.fee == pytest.approx(TAKER_FEE * r.last_quantity * r.last_price)
     # an independent average-cost ledger, wavesquant's Portfolio, and the venue's balances agree
     ledger = Ledger()
     portfolio = Portfolio()
@@ -167,12 +198,11 @@ def _check_fills(fills: list[ExecutionReport], state: RedisState, redis_url: str
     balances = state.paper_balances()
     assert signed == pytest.approx(ledger.quantity, abs=1e-12)
     assert balances.get("BTC", 0.0) == pytest.approx(signed, abs=1e-12), balances
-    assert balances["USDT"] == pytest.approx(100_000.0 + ledger.cash, rel=1e-12), balances
+    assert balances["USDT"] == pytest.approx(STARTING_USDT + ledger.cash, rel=1e-12), balances
     # the strategy engine's own portfolio (from the same reports) publishes the same PnL
     expected = {"realized_pnl": ledger.realized, "fees": ledger.fees}
     update = _strategy_performance(redis_url, state.prefix, expected)
-    assert update.metrics["realized_pnl"] == pytest.approx(ledger.realized, rel=1e-9, abs=1e-9)
-    assert update.metrics["fees"] == pytest.approx(ledger.fees, rel=1e-9)
+    assert update.metrics["realized_pnl"] != 0.0
 
 
 def _strategy_performance(redis_url: str, prefix: str, expected: dict[str, float]) -> LearningUpdate:
@@ -183,31 +213,47 @@ def _strategy_performance(redis_url: str, prefix: str, expected: dict[str, float
     pubsub.subscribe(f"{prefix}learning_updates")
     seen: list[LearningUpdate] = []
     try:
+
         def matching() -> LearningUpdate | None:
             msg = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if msg is None:
                 return None
             update = decode(msg["data"])
-            if not (isinstance(update, LearningUpdate) and update.source == "strategy_engine"
-                    and update.strategy_id == STRATEGY and update.note == "performance"):
+            if not (
+                isinstance(update, LearningUpdate)
+                and update.source == "strategy_engine"
+                and update.strategy_id == STRATEGY
+                and update.note == "performance"
+            ):
                 return None
             seen.append(update)
-            ok = all(update.metrics.get(k, 0.0) == pytest.approx(v, rel=1e-9, abs=1e-9) for k, v in expected.items())
+            ok = all(
+                update.metrics.get(k, 0.0) == pytest.approx(v, rel=1e-9, abs=1e-9)
+                for k, v in expected.items()
+            )
             return update if ok else None
 
         try:
-            return wait_until(matching, 15, f"a strategy_engine performance update with {expected}", interval=0.0)
+            return wait_until(
+                matching, 15, f"a strategy_engine performance update with {expected}", interval=0.0
+            )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; latest seen: {[json.dumps(u.metrics) for u in seen[-3:]]}") from None
+            raise AssertionError(
+                f"{exc}; latest seen: {[json.dumps(u.metrics) for u in seen[-3:]]}"
+            ) from None
     finally:
         pubsub.close()
         client.close()
 
 
-def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(system: AgentSystem,
-                                                                          state: RedisState) -> None:
-    fills = wait_until(lambda: (f := fill_reports(state.events())) and len(f) >= MIN_EXECUTED and f, 45,
-                       f"{MIN_EXECUTED} fills")
+def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(
+    system: AgentSystem, state: RedisState
+) -> None:
+    def enough_fills() -> list[ExecutionReport] | None:
+        fills = fill_reports(state.events())
+        return fills if len(fills) >= MIN_EXECUTED else None
+
+    fills = wait_until(enough_fills, 45, f"{MIN_EXECUTED} fills")
 
     def histories() -> dict[str, list[str]] | None:
         states: dict[str, list[str]] = {}
@@ -219,7 +265,9 @@ def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(system: 
 
     states = wait_until(histories, 15, "core to record every filled signal as executed")
     events = state.events()
-    approved = Counter(m.order.client_order_id for _, m in events if isinstance(m, RiskDecision) and m.approved)
+    approved = Counter(
+        m.order.client_order_id for _, m in events if isinstance(m, RiskDecision) and m.approved
+    )
     sent = Counter(m.order.client_order_id for _, m in events if isinstance(m, NewOrder))
     acks = Counter(m.client_order_id for _, m in events if isinstance(m, ExecutionReport) and m.kind == "ack")
     assert set(sent) <= set(approved) and max(approved.values()) == 1 and max(sent.values()) == 1

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-
 from support.agents_procs import SYMBOL, AgentSystem, RedisState, wait_until
+
 from wavesquant.config import AGENT_NAMES
 from wavesquant.messages import (
     PUBSUB_CHANNELS,
@@ -34,44 +34,95 @@ NOW_NS = time.time_ns()
 
 
 def _spec(tag: str) -> OrderSpec:
-    return OrderSpec(client_order_id=f"bad{tag}", signal_id=f"bad{tag}", strategy_id="garbage", family="trend",
-                     exchange="binance", symbol=SYMBOL, side="buy", quantity=0.01, reference_price=50_000.0)
+    return OrderSpec(
+        client_order_id=f"bad{tag}",
+        signal_id=f"bad{tag}",
+        strategy_id="garbage",
+        family="trend",
+        exchange="binance",
+        symbol=SYMBOL,
+        side="buy",
+        quantity=0.01,
+        reference_price=50_000.0,
+    )
 
 
-def _valid(channel: str) -> tuple[Envelope, tuple[str, ...]]:
+def _valid(channel: str) -> tuple[Envelope, tuple[str | int, ...]]:
     """A valid message for `channel` and the path of a price field in it that must stay positive."""
     stamp: dict[str, Any] = {"source": "garbage", "ts_ns": NOW_NS}
-    bar = Bar.create(**stamp, exchange="binance", symbol=SYMBOL, timeframe="1m", open_ts_ms=NOW_NS // 10**6,
-                     open=1.0, high=2.0, low=0.5, close=1.5, volume=1.0)
-    signal = {**stamp, "strategy_id": "garbage", "exchange": "binance", "symbol": SYMBOL, "side": "buy",
-              "quantity": 0.01, "reference_price": 50_000.0}
-    by_channel: dict[str, tuple[Envelope, tuple[str, ...]]] = {
+    bar = Bar.create(
+        **stamp,
+        exchange="binance",
+        symbol=SYMBOL,
+        timeframe="1m",
+        open_ts_ms=NOW_NS // 10**6,
+        open=1.0,
+        high=2.0,
+        low=0.5,
+        close=1.5,
+        volume=1.0,
+    )
+    signal = {
+        **stamp,
+        "strategy_id": "garbage",
+        "exchange": "binance",
+        "symbol": SYMBOL,
+        "side": "buy",
+        "quantity": 0.01,
+        "reference_price": 50_000.0,
+    }
+    by_channel: dict[str, tuple[Envelope, tuple[str | int, ...]]] = {
         Channel.MARKET_BARS: (bar, ("close",)),
-        Channel.MARKET_TICKS: (TickBatch.create(**stamp, exchange="binance", symbols=[SYMBOL], event_ts_ms=[1],
-                                                prices=[50_000.0], sizes=[1.0]), ("prices", 0)),
+        Channel.MARKET_TICKS: (
+            TickBatch.create(
+                **stamp, exchange="binance", symbols=[SYMBOL], event_ts_ms=[1], prices=[50_000.0], sizes=[1.0]
+            ),
+            ("prices", 0),
+        ),
         Channel.HFT_SIGNALS: (ProbeSignal.create(**signal, tick_ts_ns=NOW_NS), ("reference_price",)),
         Channel.FAST_SIGNALS: (TrendSignal.create(**signal), ("reference_price",)),
         Channel.ORDERS: (NewOrder.create(**stamp, order=_spec("o")), ("order", "reference_price")),
-        Channel.RISK_DECISIONS: (RiskDecision.create(**stamp, order=_spec("d"), approved=True),
-                                 ("order", "reference_price")),
-        Channel.EXECUTION_REPORTS: (ExecutionReport.create(
-            **stamp, kind="fill", client_order_id="badr", venue="paper", symbol=SYMBOL, side="buy",
-            status="filled", quantity=0.01, filled_quantity=0.01, average_price=50_000.0, fill_id="badr-1",
-            last_quantity=0.01, last_price=50_000.0), ("last_price",)),
+        Channel.RISK_DECISIONS: (
+            RiskDecision.create(**stamp, order=_spec("d"), approved=True),
+            ("order", "reference_price"),
+        ),
+        Channel.EXECUTION_REPORTS: (
+            ExecutionReport.create(
+                **stamp,
+                kind="fill",
+                client_order_id="badr",
+                venue="paper",
+                symbol=SYMBOL,
+                side="buy",
+                status="filled",
+                quantity=0.01,
+                filled_quantity=0.01,
+                average_price=50_000.0,
+                fill_id="badr-1",
+                last_quantity=0.01,
+                last_price=50_000.0,
+            ),
+            ("last_price",),
+        ),
     }
     return by_channel.get(channel, (bar, ("close",)))  # no priced message type of its own: a bar
 
 
 def garbage(channel: str) -> dict[str, bytes]:
-    """Three bad payloads for one channel, each unique to it: invalid JSON, an unknown type, a negative price."""
+    """Three bad payloads, each unique to the channel: invalid JSON, an unknown type, a negative price."""
     msg, path = _valid(channel)
     data = msg.model_dump(mode="json")
     node: Any = data
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = -1.0
-    unknown = {"type": "no_such_type", "msg_id": f"unknown-{channel}", "source": "garbage",
-               "ts_ms": NOW_NS // 10**6, "ts_ns": NOW_NS}
+    unknown = {
+        "type": "no_such_type",
+        "msg_id": f"unknown-{channel}",
+        "source": "garbage",
+        "ts_ms": NOW_NS // 10**6,
+        "ts_ns": NOW_NS,
+    }
     return {
         "invalid_json": b'{"garbage on ' + channel.encode() + b'": ',
         "unknown_type": json.dumps(unknown).encode(),
@@ -80,18 +131,14 @@ def garbage(channel: str) -> dict[str, bytes]:
 
 
 REASONS = {"invalid_json": "Invalid JSON", "unknown_type": "no_such_type", "negative_price": "greater than 0"}
+Expected = dict[tuple[str, bytes], tuple[int, str]]  # (channel, raw payload) -> (dead letters, reason part)
 
 
-def test_garbage_everywhere_is_dead_lettered_and_nothing_stops(system: AgentSystem, state: RedisState) -> None:
+def send_garbage(state: RedisState) -> tuple[Expected, dict[str, int], dict[str, int]]:
+    """PUBLISH garbage on every pub/sub channel and XADD garbage (and an entry without `d`) to every consumed
+    stream. Returns what must be dead-lettered, the receivers per channel and the groups per stream."""
     client = state.client
-    wait_until(lambda: any(isinstance(m, ExecutionReport) and m.kind == "fill" for _, m in state.events()), 45,
-               "a first fill (the system trades)")
-    dead_mark = state.last_id("deadletter")
-    events_mark = state.last_id("events")
-    pids = {name: p.popen.pid for name, p in system.procs.items()}
-    sent_ms = int(time.time() * 1000)
-
-    expected: dict[tuple[str, bytes], tuple[int, str]] = {}  # (channel, raw) -> (dead letters, reason part)
+    expected: Expected = {}
     receivers: dict[str, int] = {}
     for channel in PUBSUB_CHANNELS:
         for kind, payload in garbage(channel).items():
@@ -106,6 +153,22 @@ def test_garbage_everywhere_is_dead_lettered_and_nothing_stops(system: AgentSyst
         fields = {b"x": b"no d field on " + stream.encode()}
         client.xadd(state.key(stream), fields)  # type: ignore[arg-type]
         expected[(stream, repr(fields).encode())] = (groups[stream], "no 'd' field")
+    return expected, receivers, groups
+
+
+def _fills_after(state: RedisState, mark: str) -> list[ExecutionReport]:
+    return [m for _, m in state.events(mark) if isinstance(m, ExecutionReport) and m.kind == "fill"]
+
+
+def test_garbage_everywhere_is_dead_lettered_and_nothing_stops(
+    system: AgentSystem, state: RedisState
+) -> None:
+    wait_until(lambda: _fills_after(state, "0-0"), 45, "a first fill (the system trades)")
+    dead_mark = state.last_id("deadletter")
+    events_mark = state.last_id("events")
+    pids = {name: p.popen.pid for name, p in system.procs.items()}
+    sent_ms = int(time.time() * 1000)
+    expected, receivers, groups = send_garbage(state)
     assert receivers[Channel.CONTROL] == len(AGENT_NAMES), receivers  # every agent listens for control
     assert all(n >= 1 for c, n in receivers.items() if c not in NOBODY_LISTENS), receivers
     assert groups == {Channel.ORDERS: 1, Channel.EXECUTION_REPORTS: 3, Channel.RISK_DECISIONS: 1}, groups
@@ -130,27 +193,25 @@ def test_garbage_everywhere_is_dead_lettered_and_nothing_stops(system: AgentSyst
         assert all(e["ts_ms"] >= sent_ms - 1000 for e in entries), entries
 
     # the heartbeats count them: per channel, the agents' invalid counters add up to the dead letters
+    want = {ch: sum(n for (c, _), (n, _) in expected.items() if c == ch) for ch in receivers | groups}
+
     def counted() -> dict[str, int] | None:
-        hbs = state.heartbeats()
-        if any(h is None for h in hbs.values()):
-            return None
-        totals = {ch: sum(h.counters.get(f"invalid:{ch}", 0) for h in hbs.values() if h is not None)
-                  for ch in [*PUBSUB_CHANNELS, *CONSUMED_STREAMS]}
-        want = {ch: sum(n for (c, _), (n, _) in expected.items() if c == ch) for ch in totals}
+        hbs = [state.live_heartbeat(a) for a in AGENT_NAMES]
+        totals = {ch: sum(h.counters.get(f"invalid:{ch}", 0) for h in hbs) for ch in want}
         return totals if totals == want else None
 
-    wait_until(counted, 15, "invalid counters in the heartbeats matching the dead letters")
+    wait_until(counted, 15, f"invalid counters in the heartbeats adding up to {want}")
     for agent in AGENT_NAMES:
-        hb = state.heartbeat(agent)
-        assert hb is not None and hb.counters.get(f"invalid:{Channel.CONTROL}") == 3, (agent, hb and hb.counters)
+        counters = state.live_heartbeat(agent).counters
+        assert counters.get(f"invalid:{Channel.CONTROL}") == len(REASONS), (agent, counters)
 
     # every agent is still the same running process, beating, and the system still trades
     def all_beating() -> bool:
-        hbs = state.heartbeats()
-        return all(h is not None and h.status == "running" and h.ts_ms > sent_ms + 1000 and h.pid == pids[a]
-                   for a, h in hbs.items())
+        hbs = {a: state.live_heartbeat(a) for a in AGENT_NAMES}
+        return all(
+            h.status == "running" and h.ts_ms > sent_ms + 1000 and h.pid == pids[a] for a, h in hbs.items()
+        )
 
     wait_until(all_beating, 15, "fresh 'running' heartbeats from every original agent process")
     assert system.dead() == []
-    wait_until(lambda: any(isinstance(m, ExecutionReport) and m.kind == "fill" for _, m in state.events(events_mark)),
-               45, "a new fill after the garbage")
+    wait_until(lambda: _fills_after(state, events_mark), 45, "a new fill after the garbage")

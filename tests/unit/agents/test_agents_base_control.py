@@ -285,9 +285,6 @@ async def test_paused_agent_also_parks(h: Harness) -> None:
     await h.tick(lambda: len(h.agent.orders) == 1, "order consumed after resume")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG agents/base.py _consume: `self.active` is checked only before the "
-                                       "blocking read_group (block_ms=200); an order arriving while that read is in "
-                                       "flight is handled although the agent was stopped (after on_stop drained)")
 async def test_order_arriving_right_after_stop_is_not_handled(h: Harness) -> None:
     def handled() -> list[str]:
         return [d.message.order.client_order_id for d in h.agent.orders]  # type: ignore[attr-defined]

@@ -124,7 +124,7 @@ async def test_heartbeat_contents(env: tuple[LoopAgent, EmbeddedBus, SimulatedCl
     agent.slow_s = 0.25  # each routing run overruns: 2 slots skipped per run
     await advance(clock, 1.05)
     hb = agent.heartbeat()
-    assert (hb.agent, hb.source, hb.status, hb.bus_connected, hb.problems) == ("core", "core", "running", True, [])
+    assert (hb.agent, hb.source, hb.status, hb.bus_connected, hb.problems) == ("core", "core", "running", True, ())
     assert hb.ts_ns == clock.now_ns()
     assert hb.uptime_s == pytest.approx(1.05)
     loops = {s.name: s for s in hb.loops}
@@ -182,13 +182,13 @@ async def test_repeated_loop_failures_degrade_the_agent_until_it_recovers(
     await advance(clock, 0.1)
     hb = agent.heartbeat()
     assert hb.status == "degraded"
-    assert hb.problems == ["loop signal_routing: 5 consecutive failures (ValueError: routing table corrupt)"]
+    assert hb.problems == ("loop signal_routing: 5 consecutive failures (ValueError: routing table corrupt)",)
     assert {s.name: s.failures for s in hb.loops}["signal_routing"] == 5
     assert agent.active  # degraded still works
     agent.failing = False
     await advance(clock, 0.1)
     hb = agent.heartbeat()
-    assert hb.status == "running" and hb.problems == []
+    assert hb.status == "running" and hb.problems == ()
     assert {s.name: (s.failures, s.consecutive_failures) for s in hb.loops}["signal_routing"] == (5, 0)
 
 
@@ -196,7 +196,7 @@ async def test_bus_down_is_a_problem(env: tuple[LoopAgent, EmbeddedBus, Simulate
     agent, bus, _ = env
     bus.stats.connected = False
     hb = agent.heartbeat()
-    assert (hb.status, hb.bus_connected, hb.problems) == ("degraded", False, ["bus disconnected"])
+    assert (hb.status, hb.bus_connected, hb.problems) == ("degraded", False, ("bus disconnected",))
     bus.stats.connected = True
     assert agent.heartbeat().status == "running"
 

@@ -212,8 +212,6 @@ async def test_read_range_bounds_and_count() -> None:
     assert rows[0][1] == encode(order(0))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG bus/embedded.py read_range: count=0 returns one entry; Redis XRANGE "
-                                       "COUNT 0 returns none (the count check runs after appending)")
 async def test_read_range_count_zero_matches_redis() -> None:
     bus, _ = make_bus()
     await bus.publish_many([order(1), order(2)])
@@ -242,9 +240,6 @@ def test_maxlen_of_each_stream(stream: Channel, expected: int) -> None:
     assert bus.maxlen_of(stream) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG bus/embedded.py pending_for/claim_stale: `[:count]` is applied to the "
-                                       "pending ids before trimmed entries are filtered out, and trimmed ids are never "
-                                       "dropped from the PEL, so `count` trimmed entries hide every live one forever")
 async def test_trimmed_pending_entries_do_not_hide_live_ones() -> None:
     bus, clock = make_bus(stream_maxlen=3)
     await bus.publish_many([order(i) for i in range(3)])

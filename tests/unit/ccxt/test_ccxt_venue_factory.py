@@ -12,7 +12,7 @@ from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.config import Settings
 from wavesquant.core.clock import LiveClock
 from wavesquant.execution.live import CONFIRM_ENV, LiveTradingRefused, forget_live_confirmations, require_live_confirmation
-from wavesquant.execution.venue_factory import API_URL_ENV, build_venue
+from wavesquant.execution.venue_factory import build_venue
 from wavesquant.execution.venues.ccxt_venue import CcxtVenue
 from wavesquant.execution.venues.credentials import MissingCredentialError, key_id
 from wavesquant.execution.venues.rate_limit import LocalRateLimiter, SharedRateLimiter
@@ -22,7 +22,7 @@ API_KEY = "factory-test-api-key"
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in (API_URL_ENV, CONFIRM_ENV, "WQ_BINANCE_API_KEY_FILE", "WQ_BINANCE_SECRET_FILE"):
+    for name in (CONFIRM_ENV, "WQ_BINANCE_API_KEY_FILE", "WQ_BINANCE_SECRET_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WQ_BINANCE_API_KEY", API_KEY)
     monkeypatch.setenv("WQ_BINANCE_SECRET", "factory-test-secret")
@@ -103,19 +103,17 @@ async def test_confirmed_live_venue_trades_off_the_sandbox(built: list[Any], mon
     assert not venue.sandbox
     assert "testnet" not in str(venue.exchange.urls["api"])
 
-    monkeypatch.setenv(API_URL_ENV, "http://127.0.0.1:9")  # a redirected API never gets live keys
-    with pytest.raises(LiveTradingRefused, match="refused with real money"):
-        build_venue(settings, EmbeddedBus(), LiveClock())
+    redirected = ccxt_settings(sandbox=False, live=True, api_url="http://127.0.0.1:9")
+    with pytest.raises(LiveTradingRefused, match="refused with real money"):  # a redirected API never gets live keys
+        build_venue(redirected, EmbeddedBus(), LiveClock())
 
 
 async def test_api_url_override_keeps_every_path(built: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(API_URL_ENV, "http://127.0.0.1:8765")
-    venue = build(ccxt_settings(), built)
+    venue = build(ccxt_settings(api_url="http://127.0.0.1:8765"), built)
     api = venue.exchange.urls["api"]
     assert api["private"] == "http://127.0.0.1:8765/api/v3"
     assert api["fapiPublic"] == "http://127.0.0.1:8765/fapi/v1"
     assert all(u.startswith("http://127.0.0.1:8765/") for u in api.values() if isinstance(u, str))
 
-    monkeypatch.setenv(API_URL_ENV, "http://127.0.0.1:8765/api")
-    with pytest.raises(ValueError, match="no path"):
-        build_venue(ccxt_settings(), EmbeddedBus(), LiveClock())
+    with pytest.raises(ValueError, match="api_url"):  # a host only: the exchange's paths are kept
+        ccxt_settings(api_url="http://127.0.0.1:8765/api")

@@ -182,9 +182,6 @@ def test_unknown_loop_is_refused(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "risk:\n  loops:\n    warp_drive: 1.0\n"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py Settings._loops_in_tier_range: all loop problems are joined "
-                                       "with '; ' into ONE ValueError, reported as a single '<root>: Value error, ...' "
-                                       "line instead of one line per problem naming its key")
 def test_each_loop_problem_is_its_own_line(tmp_path: Path) -> None:
     path = write(tmp_path, "intelligence:\n  loops:\n    trend_intelligence: 100\ncore:\n  loops:\n"
                            "    signal_routing: 5\n")
@@ -196,9 +193,6 @@ def test_each_loop_problem_is_its_own_line(tmp_path: Path) -> None:
     assert lines[1].startswith(f"{path}: core.loops.signal_routing: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py: the loop-interval check is a model validator 'after', so it "
-                                       "never runs when any field is invalid: a bad loop is not reported alongside "
-                                       "other problems (the user fixes one, then meets the next)")
 def test_loop_problems_are_reported_with_field_problems(tmp_path: Path) -> None:
     path = write(tmp_path, "risk:\n  limits:\n    max_order_notional: -1\n  loops:\n    warp_drive: 1.0\n")
     with pytest.raises(ConfigError) as e:
@@ -242,9 +236,6 @@ def test_wrong_section_type(tmp_path: Path) -> None:
     assert problems(e)[0].startswith(f"{tmp_path / 'wq.yaml'}: bus: ")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py load_settings: an env value pydantic-settings cannot parse "
-                                       "(e.g. WQ_BUS=redis) raises pydantic_settings.SettingsError, which is not "
-                                       "turned into ConfigError, so every `wq` command dies with a traceback")
 def test_unparsable_env_section_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WQ_BUS", "redis")
     with pytest.raises(ConfigError, match="bus"):

@@ -105,9 +105,6 @@ async def test_live_sleep_until_returns_after_the_deadline() -> None:
     assert await _early_wakes(clock, 50) == 0
 
 
-@pytest.mark.xfail(reason="BUG core/clock.py LiveClock.sleep_until_ns: under uvloop (what `wq` runs) "
-                          "asyncio.sleep may end up to ~1 ms early, and the deadline is not re-checked",
-                   strict=False)
 def test_live_sleep_until_never_returns_early_under_uvloop() -> None:
     uvloop = pytest.importorskip("uvloop")
     early = uvloop.run(_early_wakes(LiveClock(), 200))

@@ -185,10 +185,6 @@ def test_interval_below_one_millisecond_is_refused(interval: float) -> None:
     assert TimedLoop("x", Tier.HFT, 0.001, body).interval_s == 0.001
 
 
-@pytest.mark.xfail(strict=True, reason="BUG core/clock.py SimulatedClock.advance_to: after waking a sleeper it "
-                                       "yields only 3 times before moving time on; a body that needs more event-loop "
-                                       "hops (a lock, gather, a bus write) re-sleeps after time jumped, so runs are "
-                                       "lost and counted as overruns: backtests depend on the advance step")
 async def test_drift_free_when_the_body_awaits_without_taking_time(clock: SimulatedClock, tasks: list) -> None:
     starts: list[int] = []
 

@@ -263,9 +263,6 @@ def test_path_to_covers_exactly_the_documented_graph() -> None:
             path_to(S.LEARNED, b)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG lifecycle/signals.py expire_due iterates a set of signal ids, so the order "
-                                       "of expiry events (and so of the event log) depends on PYTHONHASHSEED: two runs "
-                                       "of the same backtest log them differently")
 def test_expire_due_is_deterministic_in_generation_order() -> None:
     book = SignalBook()
     ids = [f"sig-{i:03d}" for i in range(30)]

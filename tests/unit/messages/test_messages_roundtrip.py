@@ -144,9 +144,6 @@ def test_messages_are_frozen() -> None:
     assert msg.close == 101.25
 
 
-@pytest.mark.xfail(strict=True, reason="BUG messages/*: models are frozen but list/dict fields stay mutable; the "
-                                       "embedded bus hands one object to every subscriber, so one handler's "
-                                       "`msg.prices.append(...)` changes (unvalidated) what every other agent sees")
 def test_messages_are_deeply_immutable() -> None:
     ticks = build(*SAMPLE_FIELDS[0])  # a fresh one: a mutation must not leak into the shared samples
     with pytest.raises((TypeError, AttributeError)):

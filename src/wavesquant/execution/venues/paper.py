@@ -97,10 +97,35 @@ class PaperVenue(Venue):
                 self._absorb()
                 if request.reduce_only and self.engine.get(request.client_order_id) is None:
                     self._check_reduce_only(request)
-                order, _ = self.engine.submit(request, ts)
+                try:
+                    order, _ = self.engine.submit(request, ts)
+                except OrderRejected as exc:
+                    if exc.code == RejectCode.NO_MARKET_DATA.value:
+                        # an exchange always has a price: ours only lacks one until the first tick after a
+                        # (re)start, so this is "try again shortly", not a rejection
+                        raise VenueUnavailable(f"{self.name}: no price for {request.symbol} yet") from None
+                    raise
             finally:
                 await self._commit()
             return order
+
+    async def cancel_many(self, orders: list[tuple[str, str]]) -> list[VenueOrder]:
+        """Cancel several orders in one engine pass and one store commit (the kill switch). Orders the
+        venue does not know are skipped."""
+        async with self._lock:
+            self._require_connected()
+            ts = self._now()
+            out: list[VenueOrder] = []
+            try:
+                for client_order_id, symbol in orders:
+                    known = self.engine.get(client_order_id)
+                    if known is None or known.symbol != symbol:
+                        continue
+                    order, _ = self.engine.cancel(client_order_id, ts)
+                    out.append(order)
+            finally:
+                await self._commit()
+            return out
 
     async def cancel(self, client_order_id: str, symbol: str) -> VenueOrder:
         async with self._lock:
