@@ -67,16 +67,6 @@ async def _transitions(bus: RedisBus, coid: str) -> list[OrderTransition]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "src bug: ExecutionAgent.flush (agents/execution.py) runs concurrently from the orders handler, the "
-        "market handler and three loops, and RedisBus._xadd_many (bus/redis_bus.py) opens its stream-writer "
-        "connection lazily without a lock: two flushes that find it closed each open one, and the later "
-        "flush can land first"
-    ),
-)
 async def test_event_log_keeps_order_transitions_in_order_when_flushes_overlap(
     redis_url: str, redis_prefix: str
 ) -> None:

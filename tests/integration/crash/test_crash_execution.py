@@ -404,15 +404,6 @@ def test_resting_limit_orders_and_cancels_survive_kill9(
     assert set(rebuilt.orders) | rebuilt.reordered == ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "src bug: the paper venue's market data is not persisted, and execution consumes its order backlog "
-        "before the first tick after a restart, so a market order approved while execution was down is "
-        "rejected no_market_data (execution/venues/paper.py submit -> matching.py _validate)"
-    ),
-)
 def test_market_order_sent_while_execution_was_down_fills(
     redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
