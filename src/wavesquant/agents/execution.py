@@ -368,11 +368,16 @@ class ExecutionAgent(Agent):
                     await self._cancel_one(order, "cancel re-sent after timeout")
             except VenueUnavailable:
                 break
+        await self.flush()
+
+    def prune_terminal_orders(self) -> None:
+        """Forget orders that ended long ago (the event log keeps them); bounded memory for a long run."""
+        now = self.clock.now_ms()
         for order in list(self.tracker):
             if order.is_terminal and now - order.updated_ts_ms > KEEP_TERMINAL_MS:
                 self.tracker.remove(order.client_order_id)
                 self._backoff.pop(order.client_order_id, None)
-        await self.flush()
+                self.meta.pop(order.client_order_id, None)
 
     async def _check_with_venue(self, order: Order) -> None:
         venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)
@@ -407,6 +412,7 @@ class ExecutionAgent(Agent):
             if self.tracker.get(coid) is None:
                 self._adopt(v)
         await self.flush()
+        self.prune_terminal_orders()
         await self.sync_journal()
 
     def _adopt(self, v: VenueOrder) -> None:

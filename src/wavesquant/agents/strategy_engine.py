@@ -25,6 +25,7 @@ from wavesquant.messages import (
     LearningUpdate,
     MarketAnomaly,
     ProbeSignal,
+    RiskDecision,
     TickBatch,
     TrendAssessment,
     TrendSignal,
@@ -60,6 +61,7 @@ class StrategyEngineAgent(Agent):
         self.portfolio = Portfolio()
         self.last_price: dict[str, float] = {}
         self.in_flight: dict[str, _InFlight] = {}  # client order id -> order on its way
+        self.in_flight_qty: dict[tuple[str, str], float] = {}  # (strategy, symbol) -> signed qty in flight
         self.suspended_until_ms: dict[str, int] = {}  # symbol -> time
         self.signals_sent = 0
         self.on([Channel.MARKET_BARS], self.on_bars)
@@ -68,6 +70,7 @@ class StrategyEngineAgent(Agent):
         self.on([Channel.TACTICAL_SIGNALS], self.on_assessments)
         self.on([Channel.MARKET_ANOMALIES], self.on_anomalies)
         self.consume(Channel.EXECUTION_REPORTS, self.on_reports)
+        self.consume(Channel.RISK_DECISIONS, self.on_decisions)
         self.loop("strategy_application", self.expire_in_flight)
         self.loop("strategy_optimization", self.review_suspensions)
         self.loop("performance_monitoring", self.publish_performance)
@@ -76,10 +79,21 @@ class StrategyEngineAgent(Agent):
     # inputs ------------------------------------------------------------------------------------------------
     def _context(self, strategy: Strategy, symbol: str) -> StrategyContext:
         pos = self.portfolio.position(symbol, strategy.strategy_id)
-        qty = pos.quantity if pos else 0.0
-        qty += sum(f.signed_qty for f in self.in_flight.values()
-                   if f.strategy_id == strategy.strategy_id and f.symbol == symbol)
+        qty = (pos.quantity if pos else 0.0) + self.in_flight_qty.get((strategy.strategy_id, symbol), 0.0)
         return StrategyContext(symbol, qty, self.last_price.get(symbol), strategy.trend(symbol))
+
+    def _set_in_flight(self, coid: str, flight: _InFlight | None) -> None:
+        """Add, change or (None) remove one order in flight, keeping the per (strategy, symbol) sums."""
+        old = self.in_flight.pop(coid, None)
+        if old is not None:
+            key = (old.strategy_id, old.symbol)
+            self.in_flight_qty[key] = self.in_flight_qty.get(key, 0.0) - old.signed_qty
+            if abs(self.in_flight_qty[key]) < 1e-12:
+                del self.in_flight_qty[key]
+        if flight is not None:
+            self.in_flight[coid] = flight
+            key = (flight.strategy_id, flight.symbol)
+            self.in_flight_qty[key] = self.in_flight_qty.get(key, 0.0) + flight.signed_qty
 
     def _tradable(self, strategy: Strategy, exchange: str, symbol: str) -> bool:
         wanted = self.exchanges.get(strategy.strategy_id)
@@ -124,8 +138,8 @@ class StrategyEngineAgent(Agent):
             sig = self.message(cls, strategy_id=d.strategy_id, exchange=exchange, symbol=d.symbol, side=d.side,
                                quantity=d.quantity, reference_price=d.reference_price, confidence=d.confidence,
                                reason=d.reason[:200], expires_at_ms=now_ms + ttl_ms, **extra)
-            self.in_flight[client_order_id(sig.msg_id)] = _InFlight(d.strategy_id, d.symbol, d.side.sign * d.quantity,
-                                                                    now_ms + ttl_ms)
+            self._set_in_flight(client_order_id(sig.msg_id),
+                                _InFlight(d.strategy_id, d.symbol, d.side.sign * d.quantity, now_ms + ttl_ms))
             out.append(sig)
         self.signals_sent += len(out)
         self.counters["signals"] += len(out)
@@ -147,6 +161,12 @@ class StrategyEngineAgent(Agent):
                 self.log.warning("strategies_suspended", symbols=msg.affected_assets, anomaly=msg.anomaly_type,
                                  seconds=SUSPEND_ON_CRITICAL_S)
 
+    async def on_decisions(self, deliveries: list[Delivery]) -> None:
+        """A blocked order never goes out: release its in-flight quantity at once."""
+        for d in deliveries:
+            if isinstance(d.message, RiskDecision) and not d.message.approved:
+                self._set_in_flight(d.message.order.client_order_id, None)
+
     async def on_reports(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:
             r = d.message
@@ -156,10 +176,11 @@ class StrategyEngineAgent(Agent):
             if fill is not None and r.strategy_id:
                 self.portfolio.apply(fill, r.strategy_id)
             if r.status.is_terminal:
-                self.in_flight.pop(r.client_order_id, None)
+                self._set_in_flight(r.client_order_id, None)
             elif r.client_order_id in self.in_flight:
                 f = self.in_flight[r.client_order_id]
-                f.signed_qty = r.side.sign * max(r.quantity - r.filled_quantity, 0.0)
+                remaining = r.side.sign * max(r.quantity - r.filled_quantity, 0.0)
+                self._set_in_flight(r.client_order_id, _InFlight(f.strategy_id, f.symbol, remaining, f.expires_at_ms))
 
     # loops -------------------------------------------------------------------------------------------------
     async def expire_in_flight(self) -> None:
@@ -167,7 +188,7 @@ class StrategyEngineAgent(Agent):
         now_ms = self.clock.now_ms()
         for coid, f in list(self.in_flight.items()):
             if now_ms >= f.expires_at_ms + IN_FLIGHT_GRACE_MS:
-                del self.in_flight[coid]
+                self._set_in_flight(coid, None)
 
     async def review_suspensions(self) -> None:
         now_ms = self.clock.now_ms()

@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.bus.rawconn import Connector, HandshakeError, RespConnection, open_connection, tcp_connector
 from wavesquant.bus.redis_sub import RedisSubscription, backoff_delays
-from wavesquant.bus.resp import encode_publishes, pack_command, parse_redis_url, publish_header
+from wavesquant.bus.resp import encode_publishes, pack_command, parse_redis_url, publish_header, xadd_header
 from wavesquant.core.clock import Clock
 from wavesquant.messages import ROUTES, Channel, Envelope, Transport, encode
 
@@ -114,6 +114,7 @@ class RedisBus(Bus):
         self._pub: RespConnection | None = None
         self._xconn: RespConnection | None = None  # awaited stream writes (XADD), separate from fire-and-forget
         self._xconn_lock = asyncio.Lock()
+        self._xadd_headers: dict[str, bytes] = {}  # stream -> "XADD key MAXLEN ~ n * d" before the payload
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
         self._groups: set[tuple[str, str]] = set()
@@ -313,11 +314,32 @@ class RedisBus(Bus):
         """XADD every (stream, payload) in one write on a raw connection and await the entry ids. Money waits for
         this: nothing is announced before it is durable. Retried on connection loss within `retry_timeout_s`
         (at-least-once: a retried write may land twice; consumers are idempotent by client order id)."""
-        commands = [
-            pack_command(b"XADD", self.key(stream), b"MAXLEN", b"~", self.maxlen_of(stream), b"*", b"d", payload)
-            for stream, payload in ops
-        ]
+        headers = self._xadd_headers
+        commands = []
+        for stream, payload in ops:
+            header = headers.get(stream)
+            if header is None:
+                header = headers[stream] = xadd_header(self.key(stream).encode(), self.maxlen_of(stream))
+            commands.append(b"%s$%d\r\n%s\r\n" % (header, len(payload), payload))
 
+        replies = await self._raw_call("xadd", commands)
+        errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+        if errors:
+            raise RedisError(f"XADD refused: {errors[0]}")
+        return [_text(r) for r in replies]
+
+    async def transaction(self, commands: Sequence[Sequence[bytes | str | int]]) -> list[Any]:
+        """Run commands atomically (MULTI ... EXEC) on the stream-writer connection and return EXEC's
+        replies. Sharing that connection keeps these writes in order with event-log writes."""
+        packed = [pack_command(b"MULTI"), *(pack_command(*c) for c in commands), pack_command(b"EXEC")]
+        replies = await self._raw_call("transaction", packed)
+        errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+        result = replies[-1]
+        if errors or not isinstance(result, list):
+            raise RedisError(f"transaction refused: {errors[0] if errors else result}")
+        return result
+
+    async def _raw_call(self, op: str, packed: list[bytes]) -> list[Any]:
         async def run() -> list[Any]:
             conn = self._xconn
             if conn is None or not conn.is_open:
@@ -326,17 +348,13 @@ class RedisBus(Bus):
                     if conn is None or not conn.is_open:
                         conn = self._xconn = await self._open_stream_writer()
             try:
-                return await conn.call(commands, self.connect_timeout_s)
+                return await conn.call(packed, self.connect_timeout_s)
             except (ConnectionError, OSError, TimeoutError):
                 conn.abort()
                 self._xconn = None
                 raise
 
-        replies = await self.retrying("xadd", run)
-        errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-        if errors:
-            raise RedisError(f"XADD refused: {errors[0]}")
-        return [_text(r) for r in replies]
+        return await self.retrying(op, run)
 
     async def _open_stream_writer(self) -> RespConnection:
         conn = await open_connection(

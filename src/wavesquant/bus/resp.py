@@ -31,6 +31,11 @@ def publish_header(key: bytes) -> bytes:
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(key), key)
 
 
+def xadd_header(key: bytes, maxlen: int) -> bytes:
+    """Everything of `XADD key MAXLEN ~ maxlen * d payload` before the payload's length line."""
+    return pack_command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", b"d", b"")[: -len(b"$0\r\n\r\n")]
+
+
 def encode_publishes(items: list[tuple[bytes, bytes]]) -> bytes:
     """Pipelined PUBLISH commands for `(header, payload)` pairs (header from `publish_header`), one buffer."""
     parts: list[bytes] = []

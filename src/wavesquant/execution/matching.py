@@ -165,6 +165,11 @@ _EMPTY = np.empty((0, 2), dtype=np.float64)
 
 
 def _levels(levels: ArrayLike, descending: bool) -> NDArray[np.float64]:
+    if isinstance(levels, list) and len(levels) == 1:  # top of book (a quote): no sorting needed
+        price, size = levels[0]
+        if math.isfinite(price) and price > 0 and size > 0:
+            return np.array([[price, size]], dtype=np.float64)
+        return _EMPTY
     arr = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
     arr = arr[np.isfinite(arr[:, 0]) & (arr[:, 0] > 0) & (arr[:, 1] > 0)]  # size may be inf: depth unknown
     order = np.argsort(-arr[:, 0] if descending else arr[:, 0], kind="stable")

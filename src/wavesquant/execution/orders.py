@@ -18,7 +18,7 @@ Rules beyond the table:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 from wavesquant.execution.venues.base import Fill, OrderRequest
@@ -158,8 +158,14 @@ class IllegalTransition(Exception):
 # --- plain-dict codecs (JSON-safe) ------------------------------------------------------------------------
 
 
+def _shallow_dict(obj: Any) -> dict[str, Any]:
+    """A flat dataclass as a dict (dataclasses.asdict deep-copies, which costs more than it is worth on the
+    order path; enums are str subclasses and serialise as their values)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def request_to_dict(request: OrderRequest) -> dict[str, Any]:
-    return asdict(request)
+    return _shallow_dict(request)
 
 
 def request_from_dict(data: Mapping[str, Any]) -> OrderRequest:
@@ -178,7 +184,7 @@ def request_from_dict(data: Mapping[str, Any]) -> OrderRequest:
 
 
 def fill_to_dict(fill: Fill) -> dict[str, Any]:
-    return asdict(fill)
+    return _shallow_dict(fill)
 
 
 def fill_from_dict(data: Mapping[str, Any]) -> Fill:
@@ -201,7 +207,7 @@ def event_to_dict(event: OrderEvent) -> dict[str, Any]:
     """`{"event": <class name>, **fields}`; a fill is nested under "fill"."""
     if isinstance(event, FillEvent):
         return {"event": "FillEvent", "fill": fill_to_dict(event.fill)}
-    return {"event": type(event).__name__, **asdict(event)}
+    return {"event": type(event).__name__, **_shallow_dict(event)}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> OrderEvent:
@@ -463,6 +469,7 @@ class OrderTracker:
 
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
+        self._live: dict[str, Order] = {}  # not yet seen terminal; pruned lazily (terminal is final)
 
     def track(self, order: Order) -> Order:
         """Register `order`; if its client order id is already tracked with the same request, return the
@@ -470,6 +477,8 @@ class OrderTracker:
         known = self._orders.get(order.client_order_id)
         if known is None:
             self._orders[order.client_order_id] = order
+            if not order.is_terminal:
+                self._live[order.client_order_id] = order
             return order
         if known.request != order.request:
             raise ValueError(f"client order id {order.client_order_id} already used by another request")
@@ -484,15 +493,21 @@ class OrderTracker:
             raise UnknownOrder(client_order_id)
         return order.apply(event, ts_ms)
 
+    def _live_orders(self) -> list[Order]:
+        for coid in [c for c, o in self._live.items() if o.is_terminal]:
+            del self._live[coid]
+        return list(self._live.values())
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders not in a terminal state (creating, open, partially filled, pending cancel)."""
-        return [o for o in self._orders.values() if not o.is_terminal and (symbol is None or o.symbol == symbol)]
+        return [o for o in self._live_orders() if symbol is None or o.symbol == symbol]
 
     def stuck_orders(self, now_ms: int, creation_timeout_ms: int, cancel_timeout_ms: int) -> list[Order]:
-        return [o for o in self._orders.values() if o.stuck(now_ms, creation_timeout_ms, cancel_timeout_ms)]
+        return [o for o in self._live_orders() if o.stuck(now_ms, creation_timeout_ms, cancel_timeout_ms)]
 
     def remove(self, client_order_id: str) -> Order | None:
         """Forget an order (for pruning terminal orders already in the event log)."""
+        self._live.pop(client_order_id, None)
         return self._orders.pop(client_order_id, None)
 
     def __iter__(self) -> Iterator[Order]:

@@ -28,7 +28,6 @@ from wavesquant.execution.venues.rate_limit import (
     SharedRateLimiter,
 )
 
-# Until CcxtVenueSettings has an `api_url` field this variable carries the (sandbox-only) REST base override.
 
 
 def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
@@ -38,7 +37,8 @@ def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
         store: PaperStore = InMemoryPaperStore()
         client: Any = getattr(bus, "client", None)
         if p.persist and client is not None:
-            store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:")
+            store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:",
+                                    transaction=getattr(bus, "transaction", None))
         engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee), latency_ms=p.latency_ms)
         return PaperVenue(engine=engine, store=store, starting_balances=p.balances, clock=clock.now_ms)
     return build_ccxt_venue(settings, bus)

@@ -49,6 +49,7 @@ class CircuitBreakers:
         self._day_start_equity: float | None = None
         self._peak_equity: float | None = None
         self._results: deque[tuple[int, bool]] = deque()
+        self._rejects = 0  # rejected results in self._results
         self._anomalies: deque[tuple[int, AnomalySeverity]] = deque()
 
     @property
@@ -78,9 +79,13 @@ class CircuitBreakers:
 
     def on_order_result(self, ts_ms: int, rejected: bool) -> None:
         self._results.append((ts_ms, rejected))
+        self._rejects += rejected
+        self._expire_results(ts_ms)
+
+    def _expire_results(self, ts_ms: int) -> None:
         horizon = ts_ms - self.limits.reject_window_ms
         while self._results and self._results[0][0] <= horizon:
-            self._results.popleft()
+            self._rejects -= self._results.popleft()[1]
 
     def on_anomaly(self, ts_ms: int, severity: AnomalySeverity | str) -> None:
         self._anomalies.append((ts_ms, AnomalySeverity(severity)))
@@ -122,18 +127,18 @@ class CircuitBreakers:
 
     def _reject_rate(self, ts_ms: int) -> BreakerTrip | None:
         window = self.limits.reject_window_ms
-        recent = [rejected for t, rejected in self._results if t > ts_ms - window]
-        if len(recent) < self.limits.reject_min_samples:
+        self._expire_results(ts_ms)  # O(1) amortised: counts are kept as results come and go
+        samples, rejects = len(self._results), self._rejects
+        if samples < self.limits.reject_min_samples:
             return None
-        rejects = sum(recent)
-        rate = rejects / len(recent)
+        rate = rejects / samples
         limit = self.limits.max_reject_rate
         if rate < limit:
             return None
         return BreakerTrip(
             BreakerName.REJECT_RATE,
             TradingState.REDUCING,
-            f"reject rate {rate:.2%} ({rejects}/{len(recent)} in last {window:,} ms) >= max {limit:.2%}",
+            f"reject rate {rate:.2%} ({rejects}/{samples} in last {window:,} ms) >= max {limit:.2%}",
         )
 
     def _anomaly(self, ts_ms: int) -> BreakerTrip | None:

@@ -144,7 +144,16 @@ class OrderRateLimiter:
         return itertools.takewhile(lambda o: o.ts_ms > since_ms, reversed(self._orders))
 
     def count_since(self, since_ms: int) -> int:
-        return sum(1 for _ in self.since(since_ms))
+        """Orders with ts_ms > since_ms (binary search over the time-ordered record)."""
+        orders = self._orders
+        lo, hi = 0, len(orders)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if orders[mid].ts_ms > since_ms:
+                hi = mid
+            else:
+                lo = mid + 1
+        return len(orders) - lo
 
     def has_client_order_id(self, client_order_id: str) -> bool:
         return client_order_id in self._ids

@@ -7,7 +7,7 @@ order it happened (de-duplicated by fill_id when loaded), and the balances. `com
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -82,8 +82,10 @@ class RedisPaperStore:
     """Keys under `key_prefix`: `orders` (hash client order id -> JSON), `fills` (list of JSON, appended; a
     retried commit may append a fill twice, `load` keeps the first), `balances` (JSON string)."""
 
-    def __init__(self, redis_client: Redis, key_prefix: str = "wq:paper:") -> None:
+    def __init__(self, redis_client: Redis, key_prefix: str = "wq:paper:",
+                 transaction: Callable[[list[list[Any]]], Awaitable[Any]] | None = None) -> None:
         self._redis = redis_client
+        self._transaction = transaction  # the bus's raw MULTI/EXEC (fast path); redis-py's otherwise
         self._orders_key = f"{key_prefix}orders"
         self._fills_key = f"{key_prefix}fills"
         self._balances_key = f"{key_prefix}balances"
@@ -105,10 +107,20 @@ class RedisPaperStore:
     ) -> None:
         encoded = {_client_id(o): json.dumps(o, allow_nan=False) for o in orders}
         fill_texts = [json.dumps(fill_to_dict(f), allow_nan=False) for f in fills]
+        balances_text = json.dumps(dict(balances), allow_nan=False)
+        if self._transaction is not None:
+            commands: list[list[Any]] = []
+            if encoded:
+                commands.append(["HSET", self._orders_key, *[x for kv in encoded.items() for x in kv]])
+            if fill_texts:
+                commands.append(["RPUSH", self._fills_key, *fill_texts])
+            commands.append(["SET", self._balances_key, balances_text])
+            await self._transaction(commands)
+            return
         async with self._redis.pipeline(transaction=True) as pipe:  # MULTI ... EXEC
             if encoded:
                 pipe.hset(self._orders_key, mapping=encoded)  # type: ignore[arg-type]
             if fill_texts:
                 pipe.rpush(self._fills_key, *fill_texts)
-            pipe.set(self._balances_key, json.dumps(dict(balances), allow_nan=False))
+            pipe.set(self._balances_key, balances_text)
             await pipe.execute()
