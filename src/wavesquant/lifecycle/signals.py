@@ -3,7 +3,8 @@
 Pure and event-sourced: every accepted transition is returned as a `SignalTransition` the caller appends to
 the event log, and `SignalBook.apply_transition` rebuilds the same state from that log after a restart.
 Reports can arrive out of order (an execution ack before the risk decision): a forward jump along the main
-path is accepted and records the skipped states as implied. Anything else is refused, never applied.
+path is accepted and records the skipped states as implied. A signal core expired whose order nevertheless
+reached the venue moves on to executing/executed (the venue is the truth). Anything else is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def path_to(current: S, target: S) -> list[S]:
         return [S.EXPIRED]
     if target is S.LEARNED and current in (S.EXECUTED, S.EXPIRED, S.BLOCKED):
         return [S.LEARNED]
+    if current is S.EXPIRED and target in (S.EXECUTING, S.EXECUTED):
+        # core expired it while risk's approval was still on its way, but the order did reach the venue:
+        # the venue is the truth
+        return [target]
     raise IllegalSignalTransition(f"{current} -> {target} is not a legal signal transition")
 
 

@@ -64,10 +64,13 @@ class ReplayCursor:
 
 
 class RateGate:
-    """How many rows are due after `elapsed_s` at `per_second` (carries the fractional remainder)."""
+    """How many rows are due at `per_second` (carries the fractional remainder). Time the caller did not
+    ask for (a paused agent, a stalled loop) is not made up later: at most `max_catchup_s` of it counts, so
+    a replay resumes at its rate instead of bursting through the rows it "missed"."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, max_catchup_s: float = 0.25) -> None:
         self.per_second = per_second
+        self.max_catchup_s = max_catchup_s
         self._credit = 0.0
         self._last_ns: int | None = None
 
@@ -75,10 +78,9 @@ class RateGate:
         if self._last_ns is None:
             self._last_ns = now_ns
             return 0
-        self._credit += (now_ns - self._last_ns) / 1e9 * self.per_second
+        elapsed_s = min((now_ns - self._last_ns) / 1e9, self.max_catchup_s)
         self._last_ns = now_ns
-        n = min(int(self._credit), cap)
+        self._credit = min(self._credit + max(elapsed_s, 0.0) * self.per_second, float(cap))
+        n = int(self._credit)
         self._credit -= n
-        if self._credit > cap:  # do not build an unbounded backlog after a long stall
-            self._credit = 0.0
         return n

@@ -51,25 +51,22 @@ def test_signals_nobody_evaluates_expire_without_orders(system: AgentSystem, sta
     mark = state.last_id("events")
     try:
 
-        def expired_signals() -> dict[str, SignalEvent] | None:
-            events = state.events(mark)
-            fresh = {
-                m.signal_id
-                for _, m in events
-                if isinstance(m, SignalEvent) and m.to_state == "generated" and m.ts_ms > stopped_ms
-            }
+        def expired_signals() -> dict[str, tuple[SignalEvent, SignalEvent]] | None:
+            events = [m for _, m in state.events(mark) if isinstance(m, SignalEvent)]
+            fresh = {m.signal_id: m for m in events if m.to_state == "generated" and m.ts_ms > stopped_ms}
             expired = {
-                m.signal_id: m
-                for _, m in events
-                if isinstance(m, SignalEvent) and m.to_state == "expired" and m.signal_id in fresh
+                m.signal_id: (fresh[m.signal_id], m)
+                for m in events
+                if m.to_state == "expired" and m.signal_id in fresh
             }
             return expired if len(expired) >= 3 else None
 
         expired = wait_until(expired_signals, 30, "3 signals generated after the stop to expire")
-        for event in expired.values():
-            assert event.from_state == "evaluating", event
-            assert event.signal_expires_at_ms is not None and event.ts_ms >= event.signal_expires_at_ms, event
-            assert event.signal_expires_at_ms - event.ts_ms <= SIGNAL_TTL_S * 1000
+        for generated, event in expired.values():
+            expires_at = event.signal_expires_at_ms
+            assert event.from_state == "evaluating" and expires_at is not None, event
+            assert 0 < expires_at - generated.ts_ms <= SIGNAL_TTL_S * 1000, (generated, event)
+            assert event.ts_ms >= expires_at, event  # never expired early
         # wait past every expiry plus any grace, then make sure nothing ever traded them
         time.sleep(1.0)
         events = state.events(mark)

@@ -171,7 +171,7 @@ def test_garbage_everywhere_is_dead_lettered_and_nothing_stops(
     expected, receivers, groups = send_garbage(state)
     assert receivers[Channel.CONTROL] == len(AGENT_NAMES), receivers  # every agent listens for control
     assert all(n >= 1 for c, n in receivers.items() if c not in NOBODY_LISTENS), receivers
-    assert groups == {Channel.ORDERS: 1, Channel.EXECUTION_REPORTS: 3, Channel.RISK_DECISIONS: 1}, groups
+    assert all(n >= 1 for n in groups.values()), groups  # every consumed stream has a consumer group
 
     # each subscriber / consumer group parks each payload once, with its channel, reason and raw text
     def parked() -> dict[tuple[str, bytes], list[dict[str, Any]]] | None:
