@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 
-from wavesquant.config import AGENT_NAMES, ConfigError, Settings, load_settings
-
-T = TypeVar("T")
+from wavesquant.cli_common import (
+    ConfigOpt,
+    RedisOpt,
+    UserError,
+    is_file,
+    err,
+    fail,
+    out,
+    run_async,
+    settings_from,
+)
+from wavesquant.config import AGENT_NAMES, Settings
+from wavesquant.ops.commands import register as register_ops
 
 app = typer.Typer(help="WavesQuant: multi-agent crypto trading daemon.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -25,58 +32,6 @@ config_app = typer.Typer(help="Show or validate configuration.", no_args_is_help
 app.add_typer(agent_app, name="agent")
 app.add_typer(channels_app, name="channels")
 app.add_typer(config_app, name="config")
-
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # one error = one line, whatever the width
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: config/default.yaml if present).")
-RedisOpt = typer.Option(None, "--redis", help="Redis URL; overrides bus.url and selects the Redis bus.")
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # e.g. a name longer than the file system allows
-        return False
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def settings_from(config: Path | None, redis: str | None = None, need_redis: bool = False,
-                  overrides: dict[str, Any] | None = None) -> Settings:
-    o = dict(overrides or {})
-    if redis:
-        o.update({"bus.backend": "redis", "bus.url": redis})
-    try:
-        settings = load_settings(config, o)
-    except ConfigError as exc:
-        fail(str(exc).replace("\n", "\n       "))
-    if need_redis and settings.bus.backend != "redis":
-        settings = load_settings(config, {**o, "bus.backend": "redis"})
-    return settings
-
-
-def run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    from wavesquant.runtime import install_event_loop_policy
-
-    install_event_loop_policy()
-    try:
-        return asyncio.run(factory())  # type: ignore[arg-type]
-    except UserError as exc:
-        fail(str(exc))
-    except (ConnectionError, OSError) as exc:
-        fail(f"cannot reach the bus: {exc} (is Redis running? check --redis / bus.url)")
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    raise AssertionError("unreachable")
-
 
 LiveOpt = typer.Option(False, "--live", help="Trade real money through ccxt (needs execution.ccxt.live: true, "
                        "sandbox: false, and typing the exchange id, or WQ_CONFIRM_LIVE=<exchange id>).")
@@ -111,7 +66,7 @@ def run(
     """Run all seven agents in one process (embedded bus and paper trading by default)."""
     overrides: dict[str, Any] = {}
     if replay:
-        missing = [str(p)[:200] for p in replay if not _is_file(p)]
+        missing = [str(p)[:200] for p in replay if not is_file(p)]
         if missing:
             fail(f"replay file not found: {', '.join(missing)}")
         overrides["data_feeds.source"] = "replay"
@@ -318,11 +273,8 @@ def config_validate(config: Path | None = ConfigOpt) -> None:
     out.print("[green]configuration is valid[/]")
 
 
-# operator commands (signals, orders, positions, events, journal, kill, resume-trading) live in ops/; they
-# import this module's helpers, so they are registered at the end
-from wavesquant.ops.commands import register as _register_ops  # noqa: E402
-
-_register_ops(app)
+# operator commands (signals, orders, positions, events, journal, kill, resume-trading) live in ops/
+register_ops(app)
 
 
 def main() -> None:

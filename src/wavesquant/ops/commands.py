@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wavesquant.cli import ConfigOpt, RedisOpt, UserError, err, fail, out, run_async, settings_from
+from wavesquant.cli_common import ConfigOpt, RedisOpt, UserError, err, fail, out, run_async, settings_from
 from wavesquant.config import Settings
 from wavesquant.types import SignalState
 
