@@ -49,7 +49,7 @@ class RespConnection(asyncio.Protocol):
         self.on_lost: LostHandler = _ignore_lost
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters: deque[asyncio.Future[Any] | None] = deque()
         self._writable = asyncio.Event()
         self._writable.set()
         self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
@@ -67,7 +67,7 @@ class RespConnection(asyncio.Protocol):
             while reply is not False:
                 if self._waiters:
                     fut = self._waiters.popleft()
-                    if not fut.done():
+                    if fut is not None and not fut.done():  # None: the reply to a `send`, not awaited
                         fut.set_result(reply)
                 else:
                     replies.append(reply)
@@ -90,7 +90,7 @@ class RespConnection(asyncio.Protocol):
         self._writable.set()
         while self._waiters:
             fut = self._waiters.popleft()
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(ConnectionError(f"{self.name}: connection lost"))
         if not self.closed.done():
             self.closed.set_result(exc)
@@ -126,6 +126,12 @@ class RespConnection(asyncio.Protocol):
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the result
         async with asyncio.timeout(timeout):
             return list(await asyncio.gather(*futures))
+
+    def send(self, commands: Sequence[bytes]) -> None:
+        """Send commands whose replies nobody awaits (e.g. XACK), on a connection also used with `call`:
+        their replies are skipped in order, so the awaited ones still match."""
+        self.write(b"".join(commands))
+        self._waiters.extend([None] * len(commands))
 
     def pause_reading(self) -> None:
         if self._transport is not None:

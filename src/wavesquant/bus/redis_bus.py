@@ -114,6 +114,7 @@ class RedisBus(Bus):
         self._pub: RespConnection | None = None
         self._xconn: RespConnection | None = None  # awaited stream writes (XADD), separate from fire-and-forget
         self._xconn_lock = asyncio.Lock()
+        self._readers: dict[tuple[str, str, str], RespConnection] = {}  # (stream, group, consumer) -> conn
         self._xadd_headers: dict[str, bytes] = {}  # stream -> "XADD key MAXLEN ~ n * d" before the payload
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
@@ -212,6 +213,9 @@ class RedisBus(Bus):
             setattr(self, attr, None)
             if conn is not None:
                 await conn.aclose()
+        readers, self._readers = self._readers, {}
+        for conn in readers.values():
+            conn.abort()
         if self._owns_client:
             await self._client.aclose()
         self.stats.connected = False
@@ -356,9 +360,10 @@ class RedisBus(Bus):
 
         return await self.retrying(op, run)
 
-    async def _open_stream_writer(self) -> RespConnection:
+    async def _open_stream_writer(self, name: str | None = None) -> RespConnection:
         conn = await open_connection(
-            self.connector, self.address, f"{self.client_name}-xadd", _ignore, _ignore, self.connect_timeout_s,
+            self.connector, self.address, name or f"{self.client_name}-xadd", _ignore, _ignore,
+            self.connect_timeout_s,
         )
         if self.address.db:
             await conn.call([pack_command(b"SELECT", self.address.db)], self.connect_timeout_s)
@@ -417,23 +422,51 @@ class RedisBus(Bus):
             return await self.retrying(op, fn)
 
     async def read_group(
-        self, stream: str, group: str, consumer: str, count: int = 100, block_ms: int = 1000
+        self, stream: str, group: str, consumer: str, count: int = 100, block_ms: int = 1000,
+        retry_nogroup: bool = True,
     ) -> list[Delivery]:
-        """New entries (XREADGROUP '>'), blocking up to `block_ms` (0: do not block; capped at 25 s).
-        When Redis stays unreachable for the retry window this logs and returns [] (nothing is lost: the
-        entries stay in the stream) so a consumer loop keeps going."""
+        """New entries (XREADGROUP '>'), blocking up to `block_ms` (0: do not block; capped at 25 s), on a raw
+        connection of this consumer's own (a blocking read holds its connection). When Redis stays
+        unreachable for the retry window this logs and returns [] (nothing is lost: the entries stay in the
+        stream) so a consumer loop keeps going."""
         stream = str(stream)
         key = self.key(stream)
-        block = min(block_ms, MAX_BLOCK_MS) if block_ms > 0 else None
+        block = min(block_ms, MAX_BLOCK_MS) if block_ms > 0 else 0
+        args: list[bytes | str | int] = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count]
+        if block:
+            args += [b"BLOCK", block]
+        packed = [pack_command(*args, b"STREAMS", key, b">")]
         try:
-            resp = await self._group_call(
-                key, group, "xreadgroup",
-                lambda: self._client.xreadgroup(group, consumer, {key: ">"}, count=count, block=block),
-            )
+            await self._ensure_group(key, group)
+            (reply,) = await self._reader_call((key, group, consumer), packed, block / 1000)
         except BusUnavailableError as exc:
             log.error("read_group_unavailable", stream=stream, group=group, error=str(exc))
             return []
-        return await self._deliver(stream, group, _entries(resp), {}, 1)
+        if isinstance(reply, hiredis.ReplyError):
+            if "NOGROUP" not in str(reply) or not retry_nogroup:
+                raise ResponseError(str(reply))
+            log.warning("consumer_group_recreated", stream=key, group=group)
+            self._groups.discard((key, group))  # the stream was deleted: recreate the group and read again
+            return await self.read_group(stream, group, consumer, count, block_ms, retry_nogroup=False)
+        entries = [(entry_id, _field_map(fields)) for _, items in reply or () for entry_id, fields in items]
+        return await self._deliver(stream, group, entries, {}, 1)
+
+    async def _reader_call(self, who: tuple[str, str, str], packed: list[bytes], block_s: float) -> list[Any]:
+        """One call on the consumer's own reader connection. A call that does not complete (timeout,
+        cancellation, lost connection) drops the connection, so no late reply can be matched to a later call."""
+
+        async def run() -> list[Any]:
+            conn = self._readers.get(who)
+            if conn is None or not conn.is_open:
+                conn = self._readers[who] = await self._open_stream_writer(f"{self.client_name}-read")
+            try:
+                return await conn.call(packed, block_s + self.connect_timeout_s)
+            except BaseException:
+                conn.abort()
+                self._readers.pop(who, None)
+                raise
+
+        return await self.retrying("xreadgroup", run)
 
     async def pending_for(self, stream: str, group: str, consumer: str, count: int = 100) -> list[Delivery]:
         stream = str(stream)
@@ -519,11 +552,19 @@ class RedisBus(Bus):
         return out
 
     async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> None:
+        """XACK without waiting for the reply, on the stream-writer connection. An ack lost with the
+        connection only means a redelivery, which every consumer handles idempotently."""
         if not entry_ids:
             return
-        key = self.key(stream)
-        ids = list(entry_ids)
-        await self.retrying("xack", lambda: self._client.xack(key, group, *ids))
+        packed = [pack_command(b"XACK", self.key(stream), group, *entry_ids)]
+        conn = self._xconn
+        if conn is None or not conn.is_open:
+            await self._raw_call("xack", packed)  # (re)connects, then waits for this one reply
+            return
+        try:
+            conn.send(packed)
+        except ConnectionError:
+            log.warning("ack_lost_with_connection", stream=stream, group=group, entries=len(entry_ids))
 
     async def read_range(
         self, stream: str, start: str = "-", end: str = "+", count: int | None = None
@@ -559,6 +600,11 @@ class RedisBus(Bus):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _field_map(fields: Any) -> dict[bytes, bytes] | None:
+    """A raw RESP entry's flat [field, value, ...] list as a dict (None for an entry trimmed while pending)."""
+    return None if fields is None else dict(zip(fields[::2], fields[1::2]))
 
 
 def _entries(resp: Any) -> list[tuple[Any, Any]]:

@@ -1,8 +1,11 @@
-"""RedisBus stream, status and retry behaviour on fakeredis (no raw connections needed)."""
+"""RedisBus stream, status and retry behaviour on fakeredis: its TCP server speaks RESP, so the raw stream
+connections (XADD, XREADGROUP, XACK) and redis-py both talk to one fake Redis."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import fakeredis
@@ -25,8 +28,29 @@ def order(i: int) -> NewOrder:
 
 
 @pytest.fixture
-def bus(fake_redis: fakeredis.FakeAsyncRedis) -> RedisBus:
-    return RedisBus("redis://127.0.0.1/0", prefix="t:", client=fake_redis, retry_timeout_s=0.3)
+def fake_server() -> Iterator[tuple[str, int]]:
+    server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def fake_redis(fake_server: tuple[str, int]) -> AsyncIterator[Any]:
+    """A client of the fake server (what the test inspects), shadowing the in-process fakeredis fixture."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(host=fake_server[0], port=fake_server[1])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def bus(fake_server: tuple[str, int], fake_redis: Any) -> RedisBus:
+    return RedisBus(f"redis://{fake_server[0]}:{fake_server[1]}/0", prefix="t:", client=fake_redis,
+                    retry_timeout_s=0.3)
 
 
 async def test_append_range_and_length(bus: RedisBus, fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -140,7 +164,7 @@ async def test_connection_errors_are_retried_and_reflected_in_connected(
 
 async def test_retry_is_bounded(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     flaky: Any = Flaky(fake_redis, 10**6)
-    bus = RedisBus("redis://127.0.0.1/0", client=flaky, retry_timeout_s=0.2)
+    bus = RedisBus("redis://127.0.0.1:1/0", client=flaky, retry_timeout_s=0.2)  # nothing listens on port 1
     with pytest.raises(BusUnavailableError, match="unreachable .* during xlen"):
         await bus.stream_length(S)
     assert not bus.stats.connected
