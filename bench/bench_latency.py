@@ -41,7 +41,7 @@ def bench_config(rate: float) -> dict:
         "logging": {"level": "warning"},  # noqa
         "data_feeds": {
             "source": "synthetic",
-            "loops": {"hft_data_feeds": 0.001},
+            "loops": {"hft_data_feeds": float(os.environ.get("WQ_BENCH_TICK_LOOP_S", "0.001"))},
             "synthetic": {"symbols": ["BTC/USDT"], "start_prices": [60000.0], "ticks_per_second": rate,
                           "vol_per_tick": 0.0001},
         },
@@ -49,7 +49,7 @@ def bench_config(rate: float) -> dict:
             "signal_ttl_s": 5.0,
             "strategies": [{"id": "probe", "kind": "tick_probe", "params": {"symbols": ["BTC/USDT"], "quantity": 0.001}}],
         },
-        "risk": {"limits": {"max_orders_per_second": 100_000, "duplicate_window_ms": 1,
+        "risk": {"limits": {"max_orders_per_second": 100_000, "duplicate_window_ms": 0,
                             "max_order_notional": 1_000_000, "max_position_per_strategy": 1_000_000}},
         "execution": {"paper": {"persist": True}},
     }

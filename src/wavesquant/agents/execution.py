@@ -157,15 +157,24 @@ class ExecutionAgent(Agent):
 
     # orders stream -----------------------------------------------------------------------------------------
     async def on_orders(self, deliveries: list[Delivery]) -> None:
+        """New orders of one batch go to the venue together (one venue call where it can take several);
+        a cancel first sends what came before it, so a cancel never overtakes its order."""
+        batch: list[Order] = []
         for d in deliveries:
             msg = d.message
             if isinstance(msg, NewOrder):
-                await self._new_order(msg, redelivered=d.deliveries > 1)
+                order = await self._new_order(msg, redelivered=d.deliveries > 1)
+                if order is not None:
+                    batch.append(order)
             elif isinstance(msg, CancelOrder):
+                await self._submit_batch(batch)
+                batch = []
                 await self._cancel(msg)
+        await self._submit_batch(batch)
         await self.flush()
 
-    async def _new_order(self, msg: NewOrder, redelivered: bool) -> None:
+    async def _new_order(self, msg: NewOrder, redelivered: bool) -> Order | None:
+        """Track the order; returns it when it must be sent (None: handled already, adopted or expired)."""
         spec = msg.order
         coid = spec.client_order_id
         known = self.tracker.get(coid)
@@ -182,23 +191,45 @@ class ExecutionAgent(Agent):
             order = known
             if order.status is not OrderStatus.CREATING:
                 self.counters["duplicate_orders"] += 1
-                return  # already handled: the venue has it
+                return None  # already handled: the venue has it
         must_ask = redelivered or known is not None
         if must_ask:
             venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)  # raises if unreachable
             if venue_view is not None:
                 self.counters["adopted_from_venue"] += 1
                 self._sync(order, venue_view)
-                return
+                return None
         if msg.is_expired(self.clock.now_ms()):
             self._apply(order, Rejected("expired before it reached the venue"), report="expired")
+            return None
+        return order
+
+    async def _submit_batch(self, orders: list[Order]) -> None:
+        submit_many = getattr(self.venue, "submit_many", None)
+        if submit_many is None or len(orders) < 2:
+            for order in orders:
+                await self._submit(order)
             return
-        await self._submit(order)
+        for order in orders:
+            self._apply(order, Submitted())
+        results = await submit_many([o.request for o in orders])
+        for order, result in zip(orders, results):
+            await self._submitted(order, result)
 
     async def _submit(self, order: Order) -> None:
         self._apply(order, Submitted())
         try:
-            venue_view = await self.venue.submit(order.request)
+            result: VenueOrder | VenueError = await self.venue.submit(order.request)
+        except VenueError as exc:
+            result = exc
+        await self._submitted(order, result)
+
+    async def _submitted(self, order: Order, result: VenueOrder | VenueError) -> None:
+        """Apply what the venue said to a submit: the order, a rejection, or an unknown outcome."""
+        try:
+            if isinstance(result, VenueError):
+                raise result
+            venue_view = result
         except OrderRejected as exc:
             self._apply(order, Rejected(f"{exc.code}: {exc.message}"[:200]), report="reject")
             return

@@ -504,6 +504,8 @@ def check_duplicate(o: OrderContext) -> Denial | None:
     ):
         return Denial(DenialCode.DUPLICATE_ORDER, f"client_order_id {c.client_order_id} already used")
     window = o.limits.duplicate_window_ms
+    if window == 0:
+        return None
     for r in o.rates.since(o.now_ms - window):
         if (
             r.strategy_id == c.strategy_id

@@ -57,7 +57,7 @@ class RiskLimits(BaseModel):
     family_budgets: dict[str, Positive] = Field(default_factory=dict)  # family -> max gross notional
     price_band_pct: Positive = 5.0  # order price vs last market price
     max_orders_per_second: Annotated[int, Field(gt=0)] = 10  # sliding 1 s window
-    duplicate_window_ms: PositiveMs = 1_000
+    duplicate_window_ms: Annotated[int, Field(ge=0)] = 1_000  # 0: only a reused client order id is a duplicate
     max_market_data_age_ms: PositiveMs = 5_000
     max_signal_age_ms: PositiveMs = 5_000
     max_leverage: Positive = 2.0  # gross exposure / equity

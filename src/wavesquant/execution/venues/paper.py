@@ -30,6 +30,7 @@ from wavesquant.execution.venues.base import (
     OrderRequest,
     Venue,
     VenueOrder,
+    VenueError,
     VenueUnavailable,
 )
 from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore
@@ -89,25 +90,42 @@ class PaperVenue(Venue):
 
     async def submit(self, request: OrderRequest) -> VenueOrder:
         """Idempotent by client order id; reduce-only is checked here against the current position."""
+        (result,) = await self.submit_many([request])
+        if isinstance(result, VenueError):
+            raise result
+        return result
+
+    async def submit_many(self, requests: list[OrderRequest]) -> list[VenueOrder | VenueError]:
+        """Several submits in one engine pass and one store commit; each request gets its order or the error
+        a lone submit would have raised. A failed commit makes every accepted one's outcome unknown."""
         async with self._lock:
             self._require_connected()
-            ts = self._now(request.ts_ms)
+            results: list[VenueOrder | VenueError] = []
             try:
-                self.engine.advance(ts)
-                self._absorb()
-                if request.reduce_only and self.engine.get(request.client_order_id) is None:
-                    self._check_reduce_only(request)
-                try:
-                    order, _ = self.engine.submit(request, ts)
-                except OrderRejected as exc:
-                    if exc.code == RejectCode.NO_MARKET_DATA.value:
-                        # an exchange always has a price: ours only lacks one until the first tick after a
-                        # (re)start, so this is "try again shortly", not a rejection
-                        raise VenueUnavailable(f"{self.name}: no price for {request.symbol} yet") from None
-                    raise
+                for request in requests:
+                    results.append(self._submit_one(request))
             finally:
-                await self._commit()
-            return order
+                try:
+                    await self._commit()
+                except VenueUnavailable as exc:
+                    results = [r if isinstance(r, OrderRejected) else exc for r in results]
+            return results
+
+    def _submit_one(self, request: OrderRequest) -> VenueOrder | VenueError:
+        ts = self._now(request.ts_ms)
+        self.engine.advance(ts)
+        self._absorb()
+        try:
+            if request.reduce_only and self.engine.get(request.client_order_id) is None:
+                self._check_reduce_only(request)
+            order, _ = self.engine.submit(request, ts)
+        except OrderRejected as exc:
+            if exc.code == RejectCode.NO_MARKET_DATA.value:
+                # an exchange always has a price: ours only lacks one until the first tick after a (re)start,
+                # so this is "try again shortly", not a rejection
+                return VenueUnavailable(f"{self.name}: no price for {request.symbol} yet")
+            return exc
+        return order
 
     async def cancel_many(self, orders: list[tuple[str, str]]) -> list[VenueOrder]:
         """Cancel several orders in one engine pass and one store commit (the kill switch). Orders the
