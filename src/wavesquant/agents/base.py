@@ -337,7 +337,7 @@ class Agent:
                       max_ms=t.stats.max_s * 1e3)
             for t in self._loops
         ]
-        counters = {**self.bus.stats.snapshot(), **self.counters}
+        counters = {**self.bus.snapshot(), **self.counters}
         return self.message(
             Heartbeat, agent=self.name, status=status, pid=os.getpid(), host=socket.gethostname()[:200],
             uptime_s=max(0.0, (self.clock.now_ns() - self._started_ns) / 1e9), loops=loops,

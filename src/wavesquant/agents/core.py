@@ -99,7 +99,10 @@ class CoreAgent(Agent):
             intents.append(self.message(OrderIntent, order=spec, signal_type=msg.type, signal_ts_ms=msg.ts_ms,
                                         origin_ts_ns=origin, expires_at_ms=msg.expires_at_ms))
             self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "sent to risk"))
-        await self.bus.publish_many(intents + self._take_events())
+        # intents first: they are fire-and-forget pub/sub and on the latency path; the lifecycle events then
+        # wait for their stream write (the bus writes streams before pub/sub within one call)
+        await self.bus.publish_many(intents)
+        await self._flush_events()
 
     async def on_risk_decisions(self, deliveries: list[Delivery]) -> None:
         now_ms = self.clock.now_ms()

@@ -81,6 +81,10 @@ class Bus(ABC):
         self.stats = BusStats()
         self._dead: list[tuple[str, bytes, str]] = []  # (channel, raw, reason) awaiting the dead-letter stream
 
+    def snapshot(self) -> dict[str, int]:
+        """Counters for the heartbeat (backends add their own)."""
+        return self.stats.snapshot()
+
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
