@@ -10,13 +10,16 @@ Every problem the operator can fix raises a ValueError subclass with a one-line 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wavesquant.bus.base import Bus
 from wavesquant.config import CcxtVenueSettings, Settings
 from wavesquant.core.clock import Clock
 from wavesquant.execution.live import CONFIRM_ENV, LiveTradingRefused, is_live_confirmed
+from wavesquant.execution.market_rules import MarketRules, rules_from_ccxt_market
 from wavesquant.execution.matching import FeeSchedule, MatchingEngine
 from wavesquant.execution.venues.base import Venue
 from wavesquant.execution.venues.paper import PaperVenue
@@ -30,6 +33,17 @@ from wavesquant.execution.venues.rate_limit import (
 
 
 
+def load_market_rules(path: Path) -> dict[str, MarketRules]:
+    """Per-symbol paper-trading rules from a ccxt markets file (e.g. one saved from `exchange.markets`)."""
+    try:
+        markets = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"execution.paper.markets_file {path}: cannot read ccxt markets ({exc})") from None
+    if not isinstance(markets, dict):
+        raise ValueError(f"execution.paper.markets_file {path}: expected a JSON object of symbol -> market")
+    return {symbol: rules_from_ccxt_market(market) for symbol, market in markets.items()}
+
+
 def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
     cfg = settings.execution
     if cfg.venue == "paper":
@@ -39,7 +53,9 @@ def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
         if p.persist and client is not None:
             store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:",
                                     transaction=getattr(bus, "transaction", None))
-        engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee), latency_ms=p.latency_ms)
+        engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee),
+                                rules=load_market_rules(p.markets_file) if p.markets_file else None,
+                                latency_ms=p.latency_ms)
         return PaperVenue(engine=engine, store=store, starting_balances=p.balances, clock=clock.now_ms)
     return build_ccxt_venue(settings, bus)
 
