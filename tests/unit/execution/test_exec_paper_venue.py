@@ -161,6 +161,21 @@ async def test_restart_on_real_redis(real_redis: aioredis.Redis, redis_prefix: s
 
 
 @pytest.mark.redis
+async def test_restart_on_real_redis_through_the_bus_transaction(real_redis: aioredis.Redis, redis_url: str,
+                                                                 redis_prefix: str) -> None:
+    """The deployment path: the store writes with the bus's raw MULTI/EXEC (same connection as the event log)."""
+    from wavesquant.bus.redis_bus import RedisBus
+
+    bus = RedisBus(redis_url, prefix=redis_prefix)
+    await bus.start()
+    try:
+        await _restart_scenario(lambda: RedisPaperStore(real_redis, f"{redis_prefix}paper:", bus.transaction))
+    finally:
+        await bus.close()
+    assert await real_redis.hlen(f"{redis_prefix}paper:orders") == 3
+
+
+@pytest.mark.redis
 async def test_real_redis_store_dedups_fills_on_load(real_redis: aioredis.Redis, redis_prefix: str) -> None:
     store = RedisPaperStore(real_redis, redis_prefix)
     fill = Fill("c", "v", "f1", SYM, Side.BUY, 1.0, 100.0, 0.1, "USDT", Liquidity.TAKER, 1)
