@@ -22,6 +22,7 @@ from wavesquant.cli_common import (
     settings_from,
 )
 from wavesquant.config import AGENT_NAMES, Settings
+from wavesquant.ops.commands import quiet_logging
 from wavesquant.ops.commands import register as register_ops
 
 app = typer.Typer(help="WavesQuant: multi-agent crypto trading daemon.", no_args_is_help=True,
@@ -170,6 +171,7 @@ def agent_health(name: str, config: Path | None = ConfigOpt, redis: str | None =
 
 def _read_statuses(config: Path | None, redis: str | None) -> dict[str, Any]:
     settings = settings_from(config, redis, need_redis=True)
+    quiet_logging(settings)
 
     async def main() -> dict[str, Any]:
         from wavesquant.core.clock import LiveClock
@@ -211,10 +213,11 @@ def status(config: Path | None = ConfigOpt, redis: str | None = RedisOpt) -> Non
 def channels_list(config: Path | None = ConfigOpt, redis: str | None = RedisOpt,
                   sample: float = typer.Option(2.0, min=0.1, help="Seconds to sample message rates.")) -> None:
     """Every channel and stream with subscribers / length and the current message rate."""
-    from wavesquant.inspect import sample_channels
+    from wavesquant.channel_views import sample_channels
     from wavesquant.summary import channels_table
 
     settings = settings_from(config, redis, need_redis=True)
+    quiet_logging(settings)
     rows = run_async(lambda: sample_channels(settings, sample))
     out.print(channels_table(rows, sample))
 
@@ -224,13 +227,14 @@ def channels_tail(channel: str, config: Path | None = ConfigOpt, redis: str | No
                   count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N messages."),
                   raw: bool = typer.Option(False, help="Print JSON lines instead of pretty output.")) -> None:
     """Follow one channel or stream, printing validated messages."""
-    from wavesquant.inspect import tail_channel
+    from wavesquant.channel_views import tail_channel
     from wavesquant.messages import Channel
 
     names = [c.value for c in Channel]
     if channel not in names:
         fail(f"unknown channel {channel!r}; channels are: {', '.join(names)}")
     settings = settings_from(config, redis, need_redis=True)
+    quiet_logging(settings)
 
     def show(msg: Any, bad: str | None) -> None:
         if bad is not None:
