@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,7 @@ class ExecutionAgent(Agent):
         self.not_found: Counter[str] = Counter()
         self._out: list[Envelope] = []
         self._flush_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
         self.journal = TradeJournal(settings.journal.path) if settings.journal.enabled else None
         self.consume(Channel.ORDERS, self.on_orders, reclaim_idle_ms=self.cfg.reclaim_idle_ms, drop_expired=False)
         self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
@@ -109,6 +111,23 @@ class ExecutionAgent(Agent):
         await self.flush()
         self.log.info("execution_ready", venue=self.venue.name, orders_rebuilt=rebuilt,
                       open_orders=len(self.tracker.open_orders()))
+
+    async def on_start(self) -> None:
+        """Follow the venue's own order updates (websocket, or polling) where it offers them: fills of resting
+        orders on a live exchange arrive here, not only at the next reconciliation."""
+        watch = getattr(self.venue, "watch_orders", None)
+        if watch is not None and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.ensure_future(self._follow_venue(watch()))
+            self._watcher.set_name("execution:watch_orders")
+            self._tasks.append(self._watcher)
+
+    async def _follow_venue(self, updates: AsyncIterator[VenueOrder]) -> None:
+        async for view in updates:
+            order = self.tracker.get(view.client_order_id)
+            if order is None or not self.active or order.client_order_id in self.retry:
+                continue  # unknown ones are adopted by reconciliation; unknown outcomes by the retry loop
+            self._sync(order, view)
+            await self.flush()
 
     async def cleanup(self) -> None:
         await self.venue.close()

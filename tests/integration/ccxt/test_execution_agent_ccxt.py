@@ -283,3 +283,19 @@ async def test_disconnect_during_create_is_adopted_without_a_second_create(execu
     await ex.wait_for(lambda: ex.heartbeat_counter("submit_unknown_outcome"),
                       "the heartbeat to count the unknown submit outcome")
     assert await ex.heartbeat_counter("submit_unknown_outcome") == 1
+
+
+async def test_fill_at_the_exchange_is_reported_once(execution: ExecutionProcess) -> None:
+    """A resting order filled at the exchange: the agent follows the venue's order updates (websocket where
+    offered, polling here) and reports the fill once, with the exchange's price."""
+    ex, book = execution, execution.book
+    await ex.start()
+    await ex.send(new_order("wq-e2e-fill", qty=0.2, price=50.0))
+    await ex.report("wq-e2e-fill", "ack")
+    book.fill("wq-e2e-fill")
+    fill = await ex.report("wq-e2e-fill", "fill")
+    assert fill.status is OrderStatus.FILLED and fill.filled_quantity == pytest.approx(0.2)
+    assert fill.last_price == pytest.approx(50.0) and fill.strategy_id == "e2e"
+    await asyncio.sleep(1.5)  # a reconciliation pass runs meanwhile (strategic loop: 1 s): nothing is booked twice
+    fills = await ex.reports("wq-e2e-fill", "fill")
+    assert sum(f.last_quantity or 0.0 for f in fills) == pytest.approx(0.2)
