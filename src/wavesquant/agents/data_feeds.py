@@ -3,6 +3,9 @@ market; publishes tick batches (HFT) and closed bars (FAST), and watches its own
 
 from __future__ import annotations
 
+from collections import deque
+from pathlib import Path
+
 import numpy as np
 from pydantic import ValidationError
 
@@ -11,10 +14,11 @@ from wavesquant.bus.base import Bus
 from wavesquant.config import ReplayFile, Settings
 from wavesquant.core.clock import Clock
 from wavesquant.market import bars as mbars
+from wavesquant.market.books import BookSnapshot, load_book_snapshots
 from wavesquant.market.loaders import load_bars, load_quotes, load_trades, symbol_from_filename
 from wavesquant.market.replay import RateGate, ReplayCursor, ReplaySeries
 from wavesquant.market.synthetic import SyntheticMarket
-from wavesquant.messages import Bar, Envelope, TickBatch
+from wavesquant.messages import Bar, Envelope, OrderBook, TickBatch
 
 STALE_FEED_S = 10.0
 
@@ -41,6 +45,7 @@ class DataFeedsAgent(Agent):
         self.cfg = cfg
         self.market: SyntheticMarket | None = None
         self.cursor: ReplayCursor | None = None
+        self.book_queue: deque[tuple[str, str, BookSnapshot]] = deque()
         self.aggregator: mbars.BarAggregator | None = None
         self.last_tick_ns: dict[str, int] = {}
         self._pending_bars: list[mbars.Bar] = []  # closed by ticks, published by the FAST loop
@@ -55,7 +60,11 @@ class DataFeedsAgent(Agent):
         else:
             if not cfg.replay.files:
                 raise ValueError("data_feeds.replay.files is empty: list at least one CSV file to replay")
-            self.cursor = ReplayCursor([open_replay_file(f) for f in cfg.replay.files], loop=cfg.replay.loop)
+            books = [f for f in cfg.replay.files if _is_book_file(f.path)]
+            series = [open_replay_file(f) for f in cfg.replay.files if not _is_book_file(f.path)]
+            self.cursor = ReplayCursor(series, loop=cfg.replay.loop) if series else None
+            self.book_queue = _merged_books(books)
+            self.book_gate = RateGate(cfg.replay.ticks_per_second)
             self.bar_gate = RateGate(cfg.replay.bars_per_second)
             self.tick_gate = RateGate(cfg.replay.ticks_per_second)
             self.aggregator = mbars.BarAggregator("1m")
@@ -77,6 +86,23 @@ class DataFeedsAgent(Agent):
                 await self._publish_synthetic_ticks(n, now_ns)
         elif self._replays_ticks:
             await self._publish_replayed_ticks(self.tick_gate.due(now_ns, cap=10_000))
+        if self.book_queue:
+            await self._publish_books(self.book_gate.due(now_ns, cap=1_000))
+
+    async def _publish_books(self, n: int) -> None:
+        msgs: list[Envelope] = []
+        for _ in range(min(n, len(self.book_queue))):
+            exchange, symbol, snap = self.book_queue.popleft()
+            try:
+                msgs.append(self.message(OrderBook, exchange=exchange, symbol=symbol, event_ts_ms=snap.ts_ms,
+                                         bids=snap.bids.tolist(), asks=snap.asks.tolist()))
+            except ValidationError as exc:
+                self.counters["bad_books"] += 1
+                self.log.warning("book_invalid", symbol=symbol, error=str(exc).splitlines()[0])
+            self.last_tick_ns[symbol] = self.clock.now_ns()
+        if msgs:
+            await self.bus.publish_many(msgs)
+            self.counters["books"] += len(msgs)
 
     async def _publish_synthetic_ticks(self, n: int, now_ns: int) -> None:
         assert self.market is not None and self.aggregator is not None
@@ -219,6 +245,21 @@ class DataFeedsAgent(Agent):
         self.log.info("feed_stats", ticks=self.counters["ticks"], bars=self.counters["bars"],
                       bad_rows=self.counters["bad_rows"],
                       replay_position=self.cursor.position if self.cursor else None)
+
+
+def _is_book_file(path: Path) -> bool:
+    return "book_snapshot" in path.name
+
+
+def _merged_books(specs: list[ReplayFile]) -> deque[tuple[str, str, BookSnapshot]]:
+    """Every snapshot of every book file, in time order, tagged with its venue and symbol."""
+    items = []
+    for spec in specs:
+        exchange, symbol, _ = symbol_from_filename(spec.path)
+        for snap in load_book_snapshots(spec.path):
+            items.append((spec.exchange or exchange, spec.symbol or symbol, snap))
+    items.sort(key=lambda item: item[2].ts_ms)
+    return deque(items)
 
 
 def _row_price(row: np.void) -> float | None:

@@ -57,6 +57,7 @@ from wavesquant.messages import (
     Envelope,
     ExecutionReport,
     NewOrder,
+    OrderBook,
     OrderTransition,
     TickBatch,
     decode,
@@ -98,7 +99,7 @@ class ExecutionAgent(Agent):
         self._watcher: asyncio.Task[None] | None = None
         self.journal = TradeJournal(settings.journal.path) if settings.journal.enabled else None
         self.consume(Channel.ORDERS, self.on_orders, reclaim_idle_ms=self.cfg.reclaim_idle_ms, drop_expired=False)
-        self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
+        self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS, Channel.MARKET_BOOKS], self.on_market)
         self.loop("hft_execution", self.retry_unknown_submits)
         self.loop("fast_execution", self.recover_stuck_orders)
         self.loop("strategic_execution", self.reconcile)
@@ -351,6 +352,8 @@ class ExecutionAgent(Agent):
             elif isinstance(msg, Bar):
                 fills += await self.venue.on_bar(msg.symbol, msg.ts_ms, msg.open, msg.high, msg.low,  # type: ignore[attr-defined]
                                                  msg.close, msg.volume)
+            elif isinstance(msg, OrderBook):  # depth: market orders walk it, limits get a queue position
+                fills += await self.venue.on_book(msg.symbol, msg.ts_ms, msg.bids, msg.asks)  # type: ignore[attr-defined]
             for symbol, price in _prices(msg):
                 self.portfolio.mark(symbol, price)
         for fill in fills:
@@ -561,4 +564,6 @@ def _prices(msg: Envelope) -> list[tuple[str, float]]:
         return list(dict(zip(msg.symbols, msg.prices)).items())
     if isinstance(msg, Bar):
         return [(msg.symbol, msg.close)]
+    if isinstance(msg, OrderBook) and msg.mid is not None:
+        return [(msg.symbol, msg.mid)]
     return []

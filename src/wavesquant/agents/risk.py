@@ -22,6 +22,7 @@ from wavesquant.messages import (
     Heartbeat,
     MarketAnomaly,
     NewOrder,
+    OrderBook,
     OrderIntent,
     RiskAlert,
     RiskDecision,
@@ -52,7 +53,7 @@ class RiskAgent(Agent):
         self.unacked: dict[str, int] = {}  # approved, not yet acknowledged by execution -> expires_at_ms
         self.decisions = {"approved": 0, "blocked": 0}
         self.on([Channel.ORDER_INTENTS], self.validate_intents)
-        self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS], self.on_market)
+        self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS, Channel.MARKET_BOOKS], self.on_market)
         self.on([Channel.MARKET_ANOMALIES], self.on_anomalies)
         self.consume(Channel.EXECUTION_REPORTS, self.on_reports)
         self.loop("ultra_fast_protection", self.check_breakers)
@@ -112,6 +113,8 @@ class RiskAgent(Agent):
                     self.last_prices[symbol] = LastPrice(price, msg.ts_ms)
             elif isinstance(msg, Bar):
                 self.last_prices[msg.symbol] = LastPrice(msg.close, msg.ts_ms)
+            elif isinstance(msg, OrderBook) and msg.mid is not None:
+                self.last_prices[msg.symbol] = LastPrice(msg.mid, msg.ts_ms)
         for symbol, lp in self.last_prices.items():
             self.portfolio.mark(symbol, lp.price)
 

@@ -207,7 +207,7 @@ def load_quotes(path: str | Path) -> np.ndarray:
     return load_quotes_with_report(path)[0]
 
 
-_DATA_KIND_TOKENS = frozenset({"trades", "quotes", "book", "ohlcv"})
+_DATA_KIND_TOKENS = frozenset({"trades", "quotes", "book", "snapshot", "ohlcv"})
 _TIMEFRAME_TOKEN = re.compile(r"^[1-9][0-9]*[smhdw]$")
 _PAIR_TOKEN = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+)?(-PERP)?$")
 
@@ -245,6 +245,6 @@ def symbol_from_filename(name: str | Path) -> tuple[str, str, str | None]:
             base, quote = split
         symbol = f"{base}/{quote}:{quote}" if perp else f"{base}/{quote}"
         timeframe = next((t for t in tokens[i + 1 :] if _TIMEFRAME_TOKEN.match(t)), None)
-        venue = "_".join(t for t in tokens[:i] if t not in _DATA_KIND_TOKENS)
+        venue = "_".join(t for t in tokens[:i] if t not in _DATA_KIND_TOKENS and not t.isdigit())  # "_25": depth
         return venue, symbol, timeframe
     raise ValueError(f"cannot find a venue and pair in file name {Path(name).name!r}")

@@ -10,7 +10,6 @@ from wavesquant.messages.envelope import Envelope
 from wavesquant.messages.fields import (
     MAX_BATCH,
     EpochMs,
-    FiniteFloat,
     Name,
     Price,
     Quantity,
@@ -72,4 +71,35 @@ class Bar(Envelope):
         return self
 
 
-__all__ = ["Bar", "TickBatch", "FiniteFloat"]
+
+
+BookLevel = tuple[Price, Quantity]
+MAX_BOOK_LEVELS = 1000
+
+
+class OrderBook(Envelope):
+    """A snapshot of one venue's book for one symbol: bids best (highest) first, asks best (lowest) first."""
+
+    type: Literal["order_book"] = "order_book"
+    exchange: Name
+    symbol: Symbol
+    event_ts_ms: EpochMs
+    bids: tuple[BookLevel, ...] = Field(max_length=MAX_BOOK_LEVELS)
+    asks: tuple[BookLevel, ...] = Field(max_length=MAX_BOOK_LEVELS)
+
+    @model_validator(mode="after")
+    def _sorted_and_uncrossed(self) -> Self:
+        if any(a[0] <= b[0] for a, b in zip(self.bids, self.bids[1:])):
+            raise ValueError("bids must be strictly descending by price")
+        if any(a[0] >= b[0] for a, b in zip(self.asks, self.asks[1:])):
+            raise ValueError("asks must be strictly ascending by price")
+        if self.bids and self.asks and self.bids[0][0] >= self.asks[0][0]:
+            raise ValueError(f"crossed book: best bid {self.bids[0][0]} >= best ask {self.asks[0][0]}")
+        return self
+
+    @property
+    def mid(self) -> float | None:
+        return (self.bids[0][0] + self.asks[0][0]) / 2 if self.bids and self.asks else None
+
+
+__all__ = ["Bar", "OrderBook", "TickBatch"]

@@ -15,7 +15,7 @@ from pydantic import Field, TypeAdapter
 
 from wavesquant.core.tiers import Tier
 from wavesquant.messages.envelope import Envelope
-from wavesquant.messages.market import Bar, TickBatch
+from wavesquant.messages.market import Bar, OrderBook, TickBatch
 from wavesquant.messages.orders import (
     CancelOrder,
     ExecutionReport,
@@ -59,6 +59,7 @@ class Channel(StrEnum):
     LEARNING_UPDATES = "learning_updates"
     MARKET_TICKS = "market_ticks"
     MARKET_BARS = "market_bars"
+    MARKET_BOOKS = "market_books"
     ORDER_INTENTS = "order_intents"
     CONTROL = "control"
     HEARTBEATS = "heartbeats"
@@ -93,6 +94,7 @@ class Route:
 ROUTES: dict[type[Envelope], Route] = {
     TickBatch: Route(Channel.MARKET_TICKS, Tier.HFT),
     Bar: Route(Channel.MARKET_BARS, Tier.FAST),
+    OrderBook: Route(Channel.MARKET_BOOKS, Tier.HFT),
     ArbitrageOpportunity: Route(Channel.HFT_SIGNALS, Tier.HFT),
     ProbeSignal: Route(Channel.HFT_SIGNALS, Tier.HFT),
     TrendSignal: Route(Channel.FAST_SIGNALS, Tier.FAST),

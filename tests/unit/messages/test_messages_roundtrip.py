@@ -93,6 +93,8 @@ SAMPLE_FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("control_command", dict(target="*", command="stop", request_id="abc123", args={"reason": "maintenance"})),
     ("control_command", dict(target="risk", command="resume_trading", request_id="r-2")),
     ("control_ack", dict(request_id="abc123", agent="risk", command="stop", ok=True, status="stopped")),
+    ("order_book", dict(exchange="binance", symbol="BTC/USDT", event_ts_ms=TS_MS - 1,
+                        bids=[(60_000.0, 1.5), (59_999.5, 0.25)], asks=[(60_000.5, 2.0), (60_001.0, 0.0)])),
 ]
 
 

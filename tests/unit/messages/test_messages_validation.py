@@ -339,3 +339,23 @@ def test_wrong_json_types_are_not_coerced_from_structures() -> None:
     for over in (dict(open=[1.0]), dict(symbol=["BTC/USDT"]), dict(volume={"v": 1})):
         with pytest.raises(ValidationError):
             decode(json.dumps(wire_bar(**over)))
+
+
+def test_order_book_must_be_sorted_and_uncrossed() -> None:
+    from wavesquant.messages import OrderBook
+
+    def book(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> OrderBook:
+        return OrderBook.create(source="data_feeds", ts_ns=1_700_000_000_000_000_000, exchange="binance",
+                                symbol="BTC/USDT", event_ts_ms=1_700_000_000_000, bids=bids, asks=asks)
+
+    assert book([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)]).mid == 100.5
+    with pytest.raises(ValidationError, match="crossed book"):
+        book([(101.0, 1.0)], [(100.0, 1.0)])
+    with pytest.raises(ValidationError, match="bids must be strictly descending"):
+        book([(99.0, 1.0), (100.0, 1.0)], [(101.0, 1.0)])
+    with pytest.raises(ValidationError, match="asks must be strictly ascending"):
+        book([(99.0, 1.0)], [(102.0, 1.0), (101.0, 1.0)])
+    with pytest.raises(ValidationError):
+        book([(-1.0, 1.0)], [(101.0, 1.0)])  # a price must be positive
+    with pytest.raises(ValidationError):
+        book([(99.0, -1.0)], [(101.0, 1.0)])  # a size must not be negative
