@@ -97,6 +97,13 @@ def _loops_model(agent: str) -> type[BaseModel]:
 
 
 LOOP_MODELS: dict[str, type[BaseModel]] = {agent: _loops_model(agent) for agent in LOOPS}
+DataFeedsLoops = LOOP_MODELS["data_feeds"]
+MarketConditionsLoops = LOOP_MODELS["market_conditions"]
+IntelligenceLoops = LOOP_MODELS["intelligence"]
+StrategyEngineLoops = LOOP_MODELS["strategy_engine"]
+RiskLoops = LOOP_MODELS["risk"]
+ExecutionLoops = LOOP_MODELS["execution"]
+CoreLoops = LOOP_MODELS["core"]
 
 
 class AgentSettings(Frozen):
@@ -135,14 +142,14 @@ class SyntheticSettings(Frozen):
 
 
 class DataFeedSettings(AgentSettings):
-    loops: LOOP_MODELS["data_feeds"] = Field(default_factory=LOOP_MODELS["data_feeds"])  # type: ignore[valid-type]
+    loops: DataFeedsLoops = Field(default_factory=DataFeedsLoops)  # type: ignore[valid-type]
     source: Literal["synthetic", "replay"] = "synthetic"
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
 
 
 class MarketConditionSettings(AgentSettings):
-    loops: LOOP_MODELS["market_conditions"] = Field(default_factory=LOOP_MODELS["market_conditions"])  # type: ignore[valid-type]
+    loops: MarketConditionsLoops = Field(default_factory=MarketConditionsLoops)  # type: ignore[valid-type]
     jump_window: int = Field(default=60, ge=5)
     jump_z: float = Field(default=5.0, gt=0)
     volume_window: int = Field(default=60, ge=5)
@@ -150,7 +157,7 @@ class MarketConditionSettings(AgentSettings):
 
 
 class IntelligenceSettings(AgentSettings):
-    loops: LOOP_MODELS["intelligence"] = Field(default_factory=LOOP_MODELS["intelligence"])  # type: ignore[valid-type]
+    loops: IntelligenceLoops = Field(default_factory=IntelligenceLoops)  # type: ignore[valid-type]
     trend_fast: int = Field(default=10, ge=2)
     trend_slow: int = Field(default=30, ge=3)
     history: int = Field(default=500, ge=10)
@@ -164,7 +171,7 @@ class StrategyInstance(Frozen):
 
 
 class StrategyEngineSettings(AgentSettings):
-    loops: LOOP_MODELS["strategy_engine"] = Field(default_factory=LOOP_MODELS["strategy_engine"])  # type: ignore[valid-type]
+    loops: StrategyEngineLoops = Field(default_factory=StrategyEngineLoops)  # type: ignore[valid-type]
     strategies: list[StrategyInstance] = Field(
         default_factory=lambda: [
             StrategyInstance(id="trend_btc", kind="ma_crossover",
@@ -186,7 +193,7 @@ class StrategyEngineSettings(AgentSettings):
 
 
 class RiskSettings(AgentSettings):
-    loops: LOOP_MODELS["risk"] = Field(default_factory=LOOP_MODELS["risk"])  # type: ignore[valid-type]
+    loops: RiskLoops = Field(default_factory=RiskLoops)  # type: ignore[valid-type]
     limits: RiskLimits = Field(default_factory=RiskLimits)
     breakers: BreakerLimits = Field(default_factory=BreakerLimits)
     starting_equity: float = Field(default=100_000.0, gt=0)
@@ -216,7 +223,7 @@ class CcxtVenueSettings(Frozen):
 
 
 class ExecutionSettings(AgentSettings):
-    loops: LOOP_MODELS["execution"] = Field(default_factory=LOOP_MODELS["execution"])  # type: ignore[valid-type]
+    loops: ExecutionLoops = Field(default_factory=ExecutionLoops)  # type: ignore[valid-type]
     venue: Literal["paper", "ccxt"] = "paper"
     paper: PaperVenueSettings = Field(default_factory=PaperVenueSettings)
     ccxt: CcxtVenueSettings = Field(default_factory=CcxtVenueSettings)
@@ -233,7 +240,7 @@ class JournalSettings(Frozen):
 
 
 class CoreSettings(AgentSettings):
-    loops: LOOP_MODELS["core"] = Field(default_factory=LOOP_MODELS["core"])  # type: ignore[valid-type]
+    loops: CoreLoops = Field(default_factory=CoreLoops)  # type: ignore[valid-type]
     silence_timeout_s: float = Field(default=5.0, gt=0)
     signal_history: int = Field(default=100_000, ge=100)
 

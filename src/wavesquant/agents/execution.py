@@ -34,9 +34,9 @@ from wavesquant.execution.orders import (
     Submitted,
     Transition,
     qty_tol,
-    request_from_dict,
     request_to_dict,
 )
+from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import report_fields
 from wavesquant.execution.venue_factory import build_venue
 from wavesquant.journal.store import TradeJournal
@@ -147,33 +147,30 @@ class ExecutionAgent(Agent):
             self.log.error("journal_sync_failed", error=str(exc))
 
     async def rebuild_from_event_log(self) -> int:
-        requests: dict[str, tuple[OrderRequest, int]] = {}
-        history: dict[str, list[Transition]] = {}
+        records: dict[str, OrderRecord] = {}
         for _, raw in await self.bus.read_range(Channel.EVENTS):
             try:
                 msg = decode(raw)
             except ValueError:
                 continue
-            if not isinstance(msg, OrderTransition):
+            if isinstance(msg, OrderTransition):
+                fold(records, msg)
+        rebuilt = 0
+        for coid, record in records.items():
+            if record.request is None:
                 continue
-            if msg.request is not None:
-                requests[msg.client_order_id] = (request_from_dict(msg.request), msg.ts_ms)
-                self.meta[msg.client_order_id] = _Meta(msg.signal_id, msg.strategy_id, None)
-            if msg.transition:
-                history.setdefault(msg.client_order_id, []).append(Transition.from_dict(msg.transition))
-        for coid, (request, created) in requests.items():
-            try:
-                order = Order.from_history(request, created, history.get(coid, []))
-            except ValueError as exc:
+            order, problem = record.replay()
+            if problem:
                 self.counters["rebuild_errors"] += 1
-                self.log.error("order_rebuild_failed", client_order_id=coid, error=str(exc))
-                order = Order(request=request, created_ts_ms=created)
+                self.log.error("order_rebuild_failed", client_order_id=coid, error=problem)
+            self.meta[coid] = _Meta(record.signal_id, record.strategy_id, None)
             self.tracker.track(order)
             for t in order.history:
                 event = t.to_event()
                 if isinstance(event, FillEvent):
                     self._book_fill(order, event.fill)
-        return len(requests)
+            rebuilt += 1
+        return rebuilt
 
     # orders stream -----------------------------------------------------------------------------------------
     async def on_orders(self, deliveries: list[Delivery]) -> None:

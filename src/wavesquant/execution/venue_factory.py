@@ -134,8 +134,7 @@ def build_ccxt_venue(settings: Settings, bus: Bus) -> Venue:
                          f"(execution.venue: paper)")
     api_url = api_url_override(c)
     if live and api_url is not None:
-        raise LiveTradingRefused(f"execution.ccxt.api_url redirects the exchange API: refused "
-                                 f"with real money")
+        raise LiveTradingRefused("execution.ccxt.api_url redirects the exchange API: refused with real money")
     credentials = ExchangeCredentials.from_env(c.exchange_id, require_password=facts.needs_password)
     limiter = rate_limiter(bus, c.exchange_id, credentials.key_id, rate_budget(c, facts))
     return CcxtVenue(

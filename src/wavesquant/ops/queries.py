@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from wavesquant.bus.base import Bus
 from wavesquant.core.ids import client_order_id
-from wavesquant.execution.orders import Order, Transition, request_from_dict
+from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import fill_from_report
-from wavesquant.execution.venues.base import OrderRequest
 from wavesquant.lifecycle.signals import SignalBook, SignalTransition, TrackedSignal
 from wavesquant.messages import (
     ROUTES,
@@ -168,54 +167,28 @@ class OrderView:
         return not self.status.is_terminal
 
 
-@dataclass(slots=True)
-class _OrderLog:
-    request: OrderRequest | None = None
-    created_ms: int = 0
-    strategy_id: str | None = None
-    signal_id: str | None = None
-    history: list[Transition] = field(default_factory=list)
-    problem: str = ""
-
-
 async def rebuild_orders(bus: Bus) -> list[OrderView]:
     """Every order the event log knows (by its first transition, which carries the request), replayed through
     the order state machine, oldest first."""
-    logs: dict[str, _OrderLog] = {}
+    records: dict[str, OrderRecord] = {}
     async for msg in _messages(bus, OrderTransition):
         assert isinstance(msg, OrderTransition)
-        entry = logs.setdefault(msg.client_order_id, _OrderLog())
-        try:
-            if msg.request is not None and entry.request is None:
-                entry.request = request_from_dict(msg.request)
-                entry.created_ms = msg.ts_ms
-            if msg.transition:
-                entry.history.append(Transition.from_dict(msg.transition))
-        except (KeyError, TypeError, ValueError) as exc:
-            entry.problem = entry.problem or f"unreadable transition: {exc}"[:200]
-        entry.strategy_id = entry.strategy_id or msg.strategy_id
-        entry.signal_id = entry.signal_id or msg.signal_id
-    views = [_view(coid, e) for coid, e in logs.items() if e.request is not None]
+        fold(records, msg)
+    views = [_view(coid, r) for coid, r in records.items() if r.request is not None]
     return sorted(views, key=lambda v: v.created_ms)
 
 
-def _view(coid: str, e: _OrderLog) -> OrderView:
-    assert e.request is not None
-    problem = e.problem
-    try:
-        order = Order.from_history(e.request, e.created_ms, e.history)
-        status = order.status
-    except ValueError as exc:
-        problem = problem or str(exc)[:200]
-        order = Order(request=e.request, created_ts_ms=e.created_ms)
-        status = e.history[-1].to_status if e.history else order.status
-    r = e.request
+def _view(coid: str, record: OrderRecord) -> OrderView:
+    order, problem = record.replay()
+    # a history that does not replay: show the last status it recorded
+    status = order.status if not problem or not record.history else record.history[-1].to_status
+    r = order.request
     return OrderView(
-        client_order_id=coid, strategy_id=e.strategy_id or r.strategy_id or None, signal_id=e.signal_id,
+        client_order_id=coid, strategy_id=record.strategy_id or r.strategy_id or None, signal_id=record.signal_id,
         symbol=r.symbol, side=r.side, type=r.type, quantity=r.quantity, limit_price=r.limit_price, status=status,
         filled_quantity=order.filled_qty, average_price=order.avg_fill_price, fees=order.fees,
-        created_ms=e.created_ms, updated_ms=max([e.created_ms, *(t.ts_ms for t in e.history)]),
-        transitions=len(e.history), problem=problem,
+        created_ms=record.created_ms, updated_ms=max([record.created_ms, *(t.ts_ms for t in record.history)]),
+        transitions=len(record.history), problem=problem,
     )
 
 
