@@ -3,8 +3,9 @@
 All seven agents run as separate OS processes (`wq agent run NAME`) over the real Redis, as in production.
 The benchmark-only `tick_probe` strategy turns every tick into a small market order, so every tick travels
 the whole path: data_feeds -> strategy_engine -> core -> risk -> execution -> execution report. Latency is
-measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the moment this
-script reads the fill report from the stream; all processes share the machine's clock.
+measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the fill report's
+creation in execution ("fill made") and to the moment this script reads it from the stream ("fill read", which
+adds this reader's own stream read); all processes share the machine's clock.
 
     .venv/bin/python bench/bench_latency.py --rate 1000 --seconds 20
 """
@@ -55,11 +56,12 @@ def bench_config(rate: float) -> dict:
     }
 
 
-async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple[list[float], int]:
+async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple[list[float], list[float], int]:
     client = aioredis.Redis.from_url(url)
     stream = f"{prefix}execution_reports"
     last = "$"
     latencies: list[float] = []
+    made: list[float] = []
     fills = 0
     t_start = time.monotonic()
     try:
@@ -73,10 +75,11 @@ async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple
                     if isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns:
                         if time.monotonic() - t_start >= warmup:
                             latencies.append((now - msg.origin_ts_ns) / 1e6)
+                            made.append((msg.ts_ns - msg.origin_ts_ns) / 1e6)
                             fills += 1
     finally:
         await client.aclose()
-    return latencies, fills
+    return latencies, made, fills
 
 
 async def message_rate(url: str, prefix: str) -> int:
@@ -132,7 +135,7 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
             asyncio.run(wait_for_heartbeats(url, prefix))
             published_before = asyncio.run(message_rate(url, prefix))
             t0 = time.monotonic()
-            latencies, fills = asyncio.run(collect(url, prefix, seconds, warmup))
+            latencies, made, fills = asyncio.run(collect(url, prefix, seconds, warmup))
             elapsed = time.monotonic() - t0
             published = asyncio.run(message_rate(url, prefix)) - published_before
         finally:
@@ -146,10 +149,11 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
             cleanup(url, prefix)
     if not latencies:
         raise RuntimeError(f"no fills observed; agent logs were in {tmp}")
-    arr = np.array(latencies)
-    return {"rate": rate, "fills": fills, "fills_per_s": fills / seconds, "p50": float(np.percentile(arr, 50)),
-            "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max()),
-            "msgs_per_s": published / elapsed}
+    arr, mk = np.array(latencies), np.array(made)
+    return {"rate": rate, "fills": fills, "fills_per_s": fills / seconds,
+            "made_p50": float(np.percentile(mk, 50)), "made_p99": float(np.percentile(mk, 99)),
+            "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "max": float(arr.max()), "msgs_per_s": published / elapsed}
 
 
 def with_suppress_kill(p: subprocess.Popen, sig: int) -> None:
@@ -168,12 +172,14 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     table = Table(title="tick -> fill latency, 7 agent processes over Redis (ms)")
-    for col in ("ticks/s", "fills", "fills/s", "p50", "p90", "p99", "max", "bus msgs/s"):
+    for col in ("ticks/s", "fills", "fills/s", "fill made p50", "fill made p99", "fill read p50", "p90", "p99",
+                "max", "bus msgs/s"):
         table.add_column(col, justify="right")
     for rate in args.rate:
         with console.status(f"running at {rate:g} ticks/s for {args.seconds:g}s (+{args.warmup:g}s warm-up)..."):
             r = run(rate, args.seconds, args.warmup, args.url)
-        table.add_row(f"{r['rate']:g}", str(r["fills"]), f"{r['fills_per_s']:.0f}", f"{r['p50']:.2f}",
+        table.add_row(f"{r['rate']:g}", str(r["fills"]), f"{r['fills_per_s']:.0f}", f"{r['made_p50']:.2f}",
+                      f"{r['made_p99']:.2f}", f"{r['p50']:.2f}",
                       f"{r['p90']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}", f"{r['msgs_per_s']:.0f}")
     console.print(table)
 
