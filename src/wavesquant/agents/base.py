@@ -16,7 +16,7 @@ import contextlib
 import os
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -26,7 +26,7 @@ from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.config import LOOPS, Settings
 from wavesquant.core.clock import Clock
 from wavesquant.core.scheduler import TimedLoop
-from wavesquant.messages import Channel, ControlAck, ControlCommand, Envelope, Heartbeat, LoopStats, encode
+from wavesquant.messages import Channel, ControlAck, ControlCommand, Envelope, Heartbeat, LoopStats, decode, encode
 from wavesquant.messages.system import AgentStatus
 
 E = TypeVar("E", bound=Envelope)
@@ -115,6 +115,21 @@ class Agent:
 
     def extra_problems(self) -> list[str]:
         return []
+
+    async def replay_event_log(self, page: int = 10_000) -> AsyncIterator[Envelope]:
+        """Every decodable entry of the event log, oldest first, read in pages (state rebuild at start)."""
+        start = "-"
+        while True:
+            entries = await self.bus.read_range(Channel.EVENTS, start=start, count=page)
+            for _, raw in entries:
+                try:
+                    yield decode(raw)
+                except ValueError:
+                    self.counters["event_log_unreadable"] += 1
+            if len(entries) < page:
+                return
+            last_ms, _, last_seq = entries[-1][0].partition("-")
+            start = f"{last_ms}-{int(last_seq or 0) + 1}"
 
     # running -----------------------------------------------------------------------------------------------
     @property

@@ -23,7 +23,6 @@ from wavesquant.messages import (
     RiskDecision,
     SignalEvent,
     TradeSignal,
-    decode,
     route_of,
 )
 from wavesquant.messages.signals import ProbeSignal
@@ -64,13 +63,8 @@ class CoreAgent(Agent):
 
     async def initialize(self) -> None:
         """Rebuild signal states from the event log (crash-only: start-up and recovery are one path)."""
-        entries = await self.bus.read_range(Channel.EVENTS)
         replayed = 0
-        for _, raw in entries:
-            try:
-                msg = decode(raw)
-            except ValueError:
-                continue
+        async for msg in self.replay_event_log():
             if isinstance(msg, SignalEvent):
                 t = SignalTransition(msg.signal_id, msg.from_state, msg.to_state, msg.ts_ms, msg.reason,
                                      msg.signal_type, msg.strategy_id, msg.symbol)

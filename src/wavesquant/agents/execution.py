@@ -60,7 +60,6 @@ from wavesquant.messages import (
     OrderBook,
     OrderTransition,
     TickBatch,
-    decode,
 )
 from wavesquant.messages.orders import ReportKind
 from wavesquant.portfolio.positions import Portfolio
@@ -148,11 +147,7 @@ class ExecutionAgent(Agent):
 
     async def rebuild_from_event_log(self) -> int:
         records: dict[str, OrderRecord] = {}
-        for _, raw in await self.bus.read_range(Channel.EVENTS):
-            try:
-                msg = decode(raw)
-            except ValueError:
-                continue
+        async for msg in self.replay_event_log():
             if isinstance(msg, OrderTransition):
                 fold(records, msg)
         rebuilt = 0

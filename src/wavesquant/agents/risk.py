@@ -10,6 +10,7 @@ from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus, Delivery
 from wavesquant.config import Settings
 from wavesquant.core.clock import Clock
+from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import fill_from_report
 from wavesquant.messages import (
     Bar,
@@ -24,6 +25,7 @@ from wavesquant.messages import (
     NewOrder,
     OrderBook,
     OrderIntent,
+    OrderTransition,
     RiskAlert,
     RiskDecision,
     TickBatch,
@@ -59,6 +61,33 @@ class RiskAgent(Agent):
         self.loop("ultra_fast_protection", self.check_breakers)
         self.loop("pre_trade_validation", self.expire_unacked)
         self.loop("portfolio_monitoring", self.monitor_portfolio)
+
+    async def initialize(self) -> None:
+        """Positions from every fill in the event log, open orders from the order log: a restarted risk
+        agent judges new orders against the real book, not an empty one."""
+        records: dict[str, OrderRecord] = {}
+        fills = 0
+        async for msg in self.replay_event_log():
+            if isinstance(msg, ExecutionReport):
+                fill = fill_from_report(msg)
+                if fill is not None and self.portfolio.apply(fill, msg.strategy_id or ""):
+                    fills += 1
+                    self.last_prices.setdefault(fill.symbol, LastPrice(fill.price, 0))  # stale: marks only
+            elif isinstance(msg, OrderTransition):
+                fold(records, msg)
+        for coid, record in records.items():
+            if record.request is None:
+                continue
+            order, _ = record.replay()
+            if not order.is_terminal:
+                r = order.request
+                self.open_orders[coid] = OpenOrder(coid, record.strategy_id or r.strategy_id, r.symbol, r.side,
+                                                   r.limit_price, order.remaining)
+        for symbol, lp in self.last_prices.items():
+            self.portfolio.mark(symbol, lp.price)
+        if fills or self.open_orders:
+            self.log.info("risk_state_rebuilt", fills=fills, open_orders=len(self.open_orders),
+                          positions={p.symbol: p.quantity for p in self.portfolio.net_positions()})
 
     # pre-trade -------------------------------------------------------------------------------------------
     def snapshot(self) -> RiskSnapshot:

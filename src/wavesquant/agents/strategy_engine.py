@@ -76,6 +76,16 @@ class StrategyEngineAgent(Agent):
         self.loop("performance_monitoring", self.publish_performance)
         self.loop("composition_trigger_monitor", self.log_composition)
 
+    async def initialize(self) -> None:
+        """Each strategy's position from every fill in the event log, so a restarted engine does not
+        believe it is flat and trade again."""
+        for_strategies = {s.strategy_id for s in self.strategies}
+        async for msg in self.replay_event_log():
+            if isinstance(msg, ExecutionReport) and msg.strategy_id in for_strategies:
+                fill = fill_from_report(msg)
+                if fill is not None:
+                    self.portfolio.apply(fill, msg.strategy_id or "")
+
     # inputs ------------------------------------------------------------------------------------------------
     def _context(self, strategy: Strategy, symbol: str) -> StrategyContext:
         pos = self.portfolio.position(symbol, strategy.strategy_id)
