@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,17 +117,27 @@ class ExecutionAgent(Agent):
         orders on a live exchange arrive here, not only at the next reconciliation."""
         watch = getattr(self.venue, "watch_orders", None)
         if watch is not None and (self._watcher is None or self._watcher.done()):
-            self._watcher = asyncio.ensure_future(self._follow_venue(watch()))
+            self._watcher = asyncio.ensure_future(self._follow_venue(watch))
             self._watcher.set_name("execution:watch_orders")
             self._tasks.append(self._watcher)
 
-    async def _follow_venue(self, updates: AsyncIterator[VenueOrder]) -> None:
-        async for view in updates:
-            order = self.tracker.get(view.client_order_id)
-            if order is None or not self.active or order.client_order_id in self.retry:
-                continue  # unknown ones are adopted by reconciliation; unknown outcomes by the retry loop
-            self._sync(order, view)
-            await self.flush()
+    async def _follow_venue(self, watch: Callable[[], AsyncIterator[VenueOrder]]) -> None:
+        """Apply the venue's order updates; a broken update stream is logged and opened again (reconciliation
+        covers the gap)."""
+        while True:
+            try:
+                async for view in watch():
+                    order = self.tracker.get(view.client_order_id)
+                    if order is None or not self.active or order.client_order_id in self.retry:
+                        continue  # unknown ones are adopted by reconciliation; unknown outcomes by the retry loop
+                    self._sync(order, view)
+                    await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters["order_updates_broken"] += 1
+                self.log.warning("order_updates_broken", error=f"{type(exc).__name__}: {exc}"[:200])
+            await self.clock.sleep(RETRY_MAX_MS / 1000)
 
     async def cleanup(self) -> None:
         await self.venue.close()
