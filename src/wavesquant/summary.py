@@ -53,7 +53,7 @@ def print_summary(rt: Runtime, console: Console) -> None:
     if execution is not None:
         orders = Counter(o.status.value for o in execution.tracker)  # type: ignore[attr-defined]
         portfolio = execution.portfolio  # type: ignore[attr-defined]
-        fills = sum(v for k, v in execution.counters.items() if k == "reports:fill")
+        fills = execution.counters.get("reports:fill", 0)
         ot = Table(title="Orders and fills", title_justify="left")
         ot.add_column("what")
         ot.add_column("count", justify="right")

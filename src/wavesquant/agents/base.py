@@ -279,11 +279,13 @@ class Agent:
             await self.bus.ack(c.stream, c.group, [d.entry_id for d in poison])
         todo = [d for d in deliveries if d.deliveries <= MAX_STREAM_DELIVERIES]
         now = self.clock.now_ms()
-        expired = [d for d in todo if c.drop_expired and d.message.is_expired(now)]
+        expired: list[Delivery] = []
+        live: list[Delivery] = []
+        for d in todo:
+            (expired if c.drop_expired and d.message.is_expired(now) else live).append(d)
         for d in expired:
             self.counters["expired"] += 1
             await self._safe(self.on_expired(d.message), "on_expired")
-        live = [d for d in todo if not (c.drop_expired and d.message.is_expired(now))]
         ok = True
         if live:
             ok = await self._safe(c.handler(live), f"stream:{c.stream}")

@@ -9,7 +9,6 @@ order book is rebuilt on start, then checked against the venue."""
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ from wavesquant.execution.orders import (
 from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import report_fields
 from wavesquant.execution.venue_factory import build_venue
-from wavesquant.journal.store import TradeJournal
-from wavesquant.journal.sync import sync_journal
 from wavesquant.execution.venues.base import (
     Fill,
     OrderNotFound,
@@ -50,6 +47,9 @@ from wavesquant.execution.venues.base import (
     VenueOrder,
     VenueUnavailable,
 )
+from wavesquant.execution.venues.paper import PaperVenue
+from wavesquant.journal.store import TradeJournal
+from wavesquant.journal.sync import sync_journal
 from wavesquant.messages import (
     Bar,
     CancelOrder,
@@ -60,6 +60,7 @@ from wavesquant.messages import (
     OrderBook,
     OrderTransition,
     TickBatch,
+    prices_of,
 )
 from wavesquant.messages.orders import ReportKind
 from wavesquant.portfolio.positions import Portfolio
@@ -340,23 +341,18 @@ class ExecutionAgent(Agent):
 
     # market data -> paper venue ----------------------------------------------------------------------------
     async def on_market(self, batch: list[Envelope]) -> None:
-        feed = getattr(self.venue, "on_trade", None)
-        if feed is None:
+        if not isinstance(self.venue, PaperVenue):
             return  # live venues match at the exchange
         fills: list[Fill] = []
         for msg in batch:
             if isinstance(msg, TickBatch):
-                for i, symbol in enumerate(msg.symbols):
-                    if msg.bids is not None and msg.asks is not None:
-                        fills += await self.venue.on_quote(symbol, msg.ts_ms, msg.bids[i], msg.asks[i],  # type: ignore[attr-defined]
-                                                           math.nan, math.nan)
-                    fills += await self.venue.on_trade(symbol, msg.ts_ms, msg.prices[i], msg.sizes[i])  # type: ignore[attr-defined]
+                fills += await self.venue.on_ticks(msg.symbols, msg.ts_ms, msg.prices, msg.sizes, msg.bids, msg.asks)
             elif isinstance(msg, Bar):
-                fills += await self.venue.on_bar(msg.symbol, msg.ts_ms, msg.open, msg.high, msg.low,  # type: ignore[attr-defined]
-                                                 msg.close, msg.volume)
+                fills += await self.venue.on_bar(msg.symbol, msg.ts_ms, msg.open, msg.high, msg.low, msg.close,
+                                                 msg.volume)
             elif isinstance(msg, OrderBook):  # depth: market orders walk it, limits get a queue position
-                fills += await self.venue.on_book(msg.symbol, msg.ts_ms, msg.bids, msg.asks)  # type: ignore[attr-defined]
-            for symbol, price in _prices(msg):
+                fills += await self.venue.on_book(msg.symbol, msg.ts_ms, msg.bids, msg.asks)
+            for symbol, price in prices_of(msg):
                 self.portfolio.mark(symbol, price)
         for fill in fills:
             order = self.tracker.get(fill.client_order_id)
@@ -559,13 +555,3 @@ def _residual_fill(order: Order, v: VenueOrder, qty: float) -> Fill:
     price = max((v.average_price or 0.0) * v.filled_quantity - prev_notional, 0.0) / qty or (v.average_price or 0.0)
     return Fill(order.client_order_id, v.venue_order_id, f"{v.venue_order_id}:cum:{v.filled_quantity:.12g}",
                 order.symbol, order.side, qty, price, 0.0, "", Liquidity.TAKER, v.ts_ms)
-
-
-def _prices(msg: Envelope) -> list[tuple[str, float]]:
-    if isinstance(msg, TickBatch):
-        return list(dict(zip(msg.symbols, msg.prices)).items())
-    if isinstance(msg, Bar):
-        return [(msg.symbol, msg.close)]
-    if isinstance(msg, OrderBook) and msg.mid is not None:
-        return [(msg.symbol, msg.mid)]
-    return []

@@ -13,7 +13,6 @@ from wavesquant.core.clock import Clock
 from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import fill_from_report
 from wavesquant.messages import (
-    Bar,
     CancelOrder,
     Channel,
     ControlCommand,
@@ -23,12 +22,11 @@ from wavesquant.messages import (
     Heartbeat,
     MarketAnomaly,
     NewOrder,
-    OrderBook,
     OrderIntent,
     OrderTransition,
     RiskAlert,
     RiskDecision,
-    TickBatch,
+    prices_of,
 )
 from wavesquant.portfolio.positions import Portfolio
 from wavesquant.risk.breakers import CircuitBreakers
@@ -137,15 +135,9 @@ class RiskAgent(Agent):
     # market data, reports, anomalies ---------------------------------------------------------------------
     async def on_market(self, batch: list[Envelope]) -> None:
         for msg in batch:
-            if isinstance(msg, TickBatch):
-                for symbol, price in zip(msg.symbols, msg.prices):
-                    self.last_prices[symbol] = LastPrice(price, msg.ts_ms)
-            elif isinstance(msg, Bar):
-                self.last_prices[msg.symbol] = LastPrice(msg.close, msg.ts_ms)
-            elif isinstance(msg, OrderBook) and msg.mid is not None:
-                self.last_prices[msg.symbol] = LastPrice(msg.mid, msg.ts_ms)
-        for symbol, lp in self.last_prices.items():
-            self.portfolio.mark(symbol, lp.price)
+            for symbol, price in prices_of(msg):
+                self.last_prices[symbol] = LastPrice(price, msg.ts_ms)
+                self.portfolio.mark(symbol, price)
 
     async def on_reports(self, deliveries: list[Delivery]) -> None:
         now_ms = self.clock.now_ms()

@@ -1,7 +1,7 @@
 """The wire contract: every message the agents exchange, one discriminated union, one registry."""
 
 from wavesquant.messages.envelope import SCHEMA_VERSION, Envelope
-from wavesquant.messages.market import Bar, OrderBook, TickBatch
+from wavesquant.messages.market import Bar, OrderBook, TickBatch, prices_of
 from wavesquant.messages.orders import (
     CancelOrder,
     Denial,
@@ -47,7 +47,7 @@ from wavesquant.messages.system import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION", "Envelope", "Bar", "OrderBook", "TickBatch", "CancelOrder", "Denial", "ExecutionReport", "NewOrder",
+    "SCHEMA_VERSION", "Envelope", "Bar", "OrderBook", "TickBatch", "prices_of", "CancelOrder", "Denial", "ExecutionReport", "NewOrder",
     "OrderIntent", "OrderSpec", "OrderTransition", "RiskDecision", "MESSAGE_TYPES", "PUBSUB_CHANNELS", "ROUTES", "STREAMS", "Channel",
     "Message", "Route", "Transport", "decode", "encode", "json_schemas", "route_of", "SEVERITY_RANK",
     "ArbitrageOpportunity", "MarketAnomaly", "ProbeSignal", "StatisticalOpportunity", "TradeSignal",

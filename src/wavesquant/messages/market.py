@@ -102,4 +102,15 @@ class OrderBook(Envelope):
         return (self.bids[0][0] + self.asks[0][0]) / 2 if self.bids and self.asks else None
 
 
-__all__ = ["Bar", "OrderBook", "TickBatch"]
+def prices_of(msg: Envelope) -> list[tuple[str, float]]:
+    """(symbol, latest price) a market message carries: a tick's price, a bar's close, a book's mid."""
+    if isinstance(msg, TickBatch):
+        return list(dict(zip(msg.symbols, msg.prices)).items())
+    if isinstance(msg, Bar):
+        return [(msg.symbol, msg.close)]
+    if isinstance(msg, OrderBook) and msg.mid is not None:
+        return [(msg.symbol, msg.mid)]
+    return []
+
+
+__all__ = ["Bar", "OrderBook", "TickBatch", "prices_of"]

@@ -16,10 +16,10 @@ from typing import TypeVar
 
 import pytest
 import redis
-import structlog
 import typer
 from typer.testing import CliRunner, Result
 
+from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.execution.orders import Accepted, FillEvent, Order, OrderEvent, request_to_dict
 from wavesquant.execution.reports import report_fields
@@ -35,7 +35,6 @@ from wavesquant.messages import (
     encode,
 )
 from wavesquant.messages.orders import ReportKind
-from wavesquant.ops.commands import register
 from wavesquant.ops.queries import describe
 from wavesquant.types import Liquidity, OrderType, Side
 from wavesquant.types import SignalState as S
@@ -46,23 +45,6 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
 WQ = Path(sys.executable).parent / "wq"
 T0 = int(time.time() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def keep_process_state() -> Iterator[None]:
-    """run_async installs uvloop's policy and the commands configure structlog; restore both afterwards."""
-    policy = asyncio.get_event_loop_policy()
-    logging_config = structlog.get_config()
-    yield
-    asyncio.set_event_loop_policy(policy)
-    structlog.configure(**logging_config)
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer(pretty_exceptions_enable=False)
-    register(app)
-    return app
 
 
 @pytest.fixture

@@ -4,44 +4,24 @@ tests run them against the real Redis)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import typer
 from test_ops_queries import Flow, system
 from typer.testing import CliRunner, Result
 
 import wavesquant.runtime
+from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.execution.orders import Accepted, CancelRequested, Submitted
 from wavesquant.journal.store import TradeJournal
 from wavesquant.journal.sync import sync_journal
 from wavesquant.messages import Channel, Envelope
-from wavesquant.ops.commands import register
 from wavesquant.types import Side
 from wavesquant.types import SignalState as S
 
 ENV = {"COLUMNS": "250", "WQ_BUS__PREFIX": "unit:"}
-
-
-@pytest.fixture(autouse=True)
-def keep_process_state() -> Iterator[None]:
-    """run_async installs uvloop's policy and the commands configure structlog for the process; give the rest
-    of the test session its own back."""
-    policy = asyncio.get_event_loop_policy()
-    logging_config = structlog.get_config()
-    yield
-    asyncio.set_event_loop_policy(policy)
-    structlog.configure(**logging_config)
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer(pretty_exceptions_enable=False)
-    register(app)
-    return app
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ Time: `clock()` (ms) if given, else event time: the latest market data or reques
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -197,6 +198,20 @@ class PaperVenue(Venue):
 
     async def on_trade(self, symbol: str, ts_ms: int, price: float, size: float) -> list[Fill]:
         return await self._feed(ts_ms, self.engine.on_trade, symbol, ts_ms, price, size)
+
+    async def on_ticks(self, symbols: Sequence[str], ts_ms: int, prices: Sequence[float], sizes: Sequence[float],
+                       bids: Sequence[float] | None = None, asks: Sequence[float] | None = None) -> list[Fill]:
+        """A batch of ticks (quote when bids/asks are given, then the trade) in one pass and one commit."""
+
+        def feed() -> list[Fill]:
+            fills: list[Fill] = []
+            for i, symbol in enumerate(symbols):
+                if bids is not None and asks is not None:
+                    fills += self.engine.on_quote(symbol, ts_ms, bids[i], asks[i], math.nan, math.nan)
+                fills += self.engine.on_trade(symbol, ts_ms, prices[i], sizes[i])
+            return fills
+
+        return await self._feed(ts_ms, feed)
 
     async def on_bar(
         self, symbol: str, ts_ms: int, open: float, high: float, low: float, close: float, volume: float
