@@ -526,11 +526,8 @@ class ExecutionAgent(Agent):
 
     def _report(self, order: Order, kind: ReportKind, fill: Fill | None, reason: str) -> None:
         meta = self.meta.get(order.client_order_id)
-        view = VenueOrder(order.client_order_id, order.venue_order_id or "", order.symbol, order.side,
-                          order.request.type, order.quantity, order.request.limit_price, order.status,
-                          order.filled_qty, order.avg_fill_price, order.fees)
         self._out.append(self.message(
-            ExecutionReport, **report_fields(view, kind, self.venue.name, fill, reason),
+            ExecutionReport, **report_fields(order, kind, self.venue.name, fill, reason),
             signal_id=meta.signal_id if meta else None, strategy_id=meta.strategy_id if meta else None,
             origin_ts_ns=meta.origin_ts_ns if meta else None,
         ))

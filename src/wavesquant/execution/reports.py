@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from wavesquant.execution.venues.base import Fill, VenueOrder
+from wavesquant.execution.orders import Order
+from wavesquant.execution.venues.base import Fill
 from wavesquant.messages import ExecutionReport
 from wavesquant.messages.orders import ReportKind
 from wavesquant.types import Liquidity
@@ -19,13 +20,13 @@ def fill_from_report(r: ExecutionReport) -> Fill | None:
     )
 
 
-def report_fields(order: VenueOrder, kind: ReportKind, venue: str, fill: Fill | None = None,
+def report_fields(order: Order, kind: ReportKind, venue: str, fill: Fill | None = None,
                   reason: str = "") -> dict[str, object]:
-    """Fields of an ExecutionReport describing `order` (and `fill`, for a fill report)."""
+    """Fields of an ExecutionReport describing our `order` now (and `fill`, for a fill report)."""
     fields: dict[str, object] = dict(
-        kind=kind, client_order_id=order.client_order_id, venue_order_id=order.venue_order_id[:200], venue=venue,
-        symbol=order.symbol, side=order.side, status=order.status, quantity=order.quantity,
-        filled_quantity=min(order.filled_quantity, order.quantity), average_price=order.average_price or None,
+        kind=kind, client_order_id=order.client_order_id, venue_order_id=(order.venue_order_id or "")[:200],
+        venue=venue, symbol=order.symbol, side=order.side, status=order.status, quantity=order.quantity,
+        filled_quantity=min(order.filled_qty, order.quantity), average_price=order.avg_fill_price or None,
         reason=reason[:200],
     )
     if fill is not None:

@@ -23,7 +23,7 @@ from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.execution.orders import Accepted, FillEvent, Order, OrderEvent, request_to_dict
 from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest, VenueOrder
+from wavesquant.execution.venues.base import Fill, OrderRequest
 from wavesquant.messages import (
     CancelOrder,
     Envelope,
@@ -99,11 +99,8 @@ class Flow:
         coid = order.client_order_id
         self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition=t.to_dict(),
                                    strategy_id=self.strategy[coid], signal_id=f"sig-{coid}"))
-        view = VenueOrder(coid, order.venue_order_id or "", order.symbol, order.side, order.request.type,
-                          order.quantity, order.request.limit_price, order.status, order.filled_qty,
-                          order.avg_fill_price, order.fees)
         fill = event.fill if isinstance(event, FillEvent) else None
-        self.msgs.append(self._msg(ExecutionReport, **report_fields(view, kind, "paper", fill),
+        self.msgs.append(self._msg(ExecutionReport, **report_fields(order, kind, "paper", fill),
                                    strategy_id=self.strategy[coid], signal_id=f"sig-{coid}"))
 
     def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float) -> None:

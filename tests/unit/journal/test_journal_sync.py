@@ -18,7 +18,7 @@ from wavesquant.execution.orders import (
     request_to_dict,
 )
 from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest, VenueOrder
+from wavesquant.execution.venues.base import Fill, OrderRequest
 from wavesquant.journal.store import TradeJournal
 from wavesquant.journal.sync import SyncStats, next_entry_id, sync_journal
 from wavesquant.messages import Channel, Envelope, ExecutionReport, OrderTransition, SignalEvent
@@ -62,10 +62,7 @@ class Flow:
 
     def report(self, order: Order, kind: ReportKind, fill: Fill | None = None) -> Envelope:
         strategy, signal = self.meta[order.client_order_id]
-        view = VenueOrder(order.client_order_id, order.venue_order_id or "", order.symbol, order.side,
-                          order.request.type, order.quantity, order.request.limit_price, order.status,
-                          order.filled_qty, order.avg_fill_price, order.fees)
-        return self._msg(ExecutionReport, **report_fields(view, kind, "paper", fill), signal_id=signal,
+        return self._msg(ExecutionReport, **report_fields(order, kind, "paper", fill), signal_id=signal,
                          strategy_id=strategy)
 
     def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float = 0.0) -> None:

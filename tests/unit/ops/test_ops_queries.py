@@ -18,7 +18,7 @@ from wavesquant.execution.orders import (
     request_to_dict,
 )
 from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest, VenueOrder
+from wavesquant.execution.venues.base import Fill, OrderRequest
 from wavesquant.messages import (
     Channel,
     ControlCommand,
@@ -66,11 +66,8 @@ class Flow:
         self.msgs.append(self._msg(OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict(),
                                    strategy_id=strategy, signal_id=signal))
         if report is not None:
-            view = VenueOrder(order.client_order_id, order.venue_order_id or "", order.symbol, order.side,
-                              order.request.type, order.quantity, order.request.limit_price, order.status,
-                              order.filled_qty, order.avg_fill_price, order.fees)
             fill = event.fill if isinstance(event, FillEvent) else None
-            self.msgs.append(self._msg(ExecutionReport, **report_fields(view, report, "paper", fill),
+            self.msgs.append(self._msg(ExecutionReport, **report_fields(order, report, "paper", fill),
                                        signal_id=signal, strategy_id=strategy))
 
     def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float = 0.0) -> None:
