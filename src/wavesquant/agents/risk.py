@@ -30,7 +30,8 @@ from wavesquant.messages import (
 )
 from wavesquant.portfolio.positions import Portfolio
 from wavesquant.risk.breakers import CircuitBreakers
-from wavesquant.risk.checks import LastPrice, OpenOrder, OrderCandidate, OrderRateLimiter, RiskSnapshot, evaluate
+from wavesquant.risk.checks import LastPrice, OrderCandidate, OrderRateLimiter, RiskSnapshot, evaluate
+from wavesquant.risk.open_orders import OpenOrder, OpenOrders
 from wavesquant.risk.state import TradingStateMachine
 from wavesquant.types import TradingState
 
@@ -45,7 +46,7 @@ class RiskAgent(Agent):
         self.cfg = settings.risk
         self.portfolio = Portfolio()
         self.last_prices: dict[str, LastPrice] = {}
-        self.open_orders: dict[str, OpenOrder] = {}
+        self.open_orders = OpenOrders()
         self.families: dict[str, str] = {}
         self.rates = OrderRateLimiter(retain_ms=max(60_000, self.cfg.limits.duplicate_window_ms))
         self.state = TradingStateMachine()
@@ -79,8 +80,8 @@ class RiskAgent(Agent):
             order, _ = record.replay()
             if not order.is_terminal:
                 r = order.request
-                self.open_orders[coid] = OpenOrder(coid, record.strategy_id or r.strategy_id, r.symbol, r.side,
-                                                   r.limit_price, order.remaining)
+                self.open_orders.put(OpenOrder(coid, record.strategy_id or r.strategy_id, r.symbol, r.side,
+                                               r.limit_price, order.remaining))
         for symbol, lp in self.last_prices.items():
             self.portfolio.mark(symbol, lp.price)
         if fills or self.open_orders:
@@ -89,17 +90,20 @@ class RiskAgent(Agent):
 
     # pre-trade -------------------------------------------------------------------------------------------
     def snapshot(self) -> RiskSnapshot:
+        """Positions and equity as of now; the open orders are the live index, so orders approved earlier in
+        the same batch count against the later ones."""
         totals = self.portfolio.totals()
         return RiskSnapshot(
             equity=self.cfg.starting_equity + totals["total_pnl"],
             positions={p.symbol: p.quantity for p in self.portfolio.net_positions()},
             strategy_positions={(p.strategy_id or "", p.symbol): p.quantity for p in self.portfolio.positions()},
-            last_prices=self.last_prices, open_orders=list(self.open_orders.values()),
+            last_prices=self.last_prices, open_orders=self.open_orders,
             trading_state=self.state.state, strategy_families=self.families,
         )
 
     async def validate_intents(self, batch: list[Envelope]) -> None:
         now_ms = self.clock.now_ms()
+        snapshot = self.snapshot()
         out: list[Envelope] = []
         for intent in batch:
             if not isinstance(intent, OrderIntent):
@@ -110,12 +114,12 @@ class RiskAgent(Agent):
                 symbol=o.symbol, side=o.side, quantity=o.quantity, order_type=o.order_type, limit_price=o.limit_price,
                 signal_ts_ms=intent.signal_ts_ms, expires_at_ms=intent.expires_at_ms, reduce_only=o.reduce_only,
             )
-            verdict = evaluate(candidate, self.snapshot(), self.cfg.limits, now_ms, self.rates)
+            verdict = evaluate(candidate, snapshot, self.cfg.limits, now_ms, self.rates)
             if verdict.approved:
                 self.rates.record(candidate, now_ms)
                 self.families[o.strategy_id] = o.family
-                self.open_orders[o.client_order_id] = OpenOrder(o.client_order_id, o.strategy_id, o.symbol, o.side,
-                                                                o.limit_price, o.quantity)
+                self.open_orders.put(OpenOrder(o.client_order_id, o.strategy_id, o.symbol, o.side, o.limit_price,
+                                               o.quantity))
                 if intent.expires_at_ms is not None:
                     self.unacked[o.client_order_id] = intent.expires_at_ms
                 out.append(self.message(RiskDecision, order=o, approved=True, trading_state=self.state.state.value))
@@ -156,8 +160,8 @@ class RiskAgent(Agent):
             if r.status.is_terminal:
                 self.open_orders.pop(r.client_order_id, None)
             elif r.client_order_id in self.open_orders:
-                self.open_orders[r.client_order_id] = self.open_orders[r.client_order_id]._replace(
-                    remaining=max(r.quantity - r.filled_quantity, 0.0))
+                self.open_orders.put(self.open_orders[r.client_order_id]._replace(
+                    remaining=max(r.quantity - r.filled_quantity, 0.0)))
 
     async def on_anomalies(self, batch: list[Envelope]) -> None:
         for msg in batch:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from wavesquant.risk.codes import Denial, DenialCode, money, num
 from wavesquant.risk.exposure import MissingPrice, family_exposure, gross_exposure, net_exposure
 from wavesquant.risk.limits import RiskLimits
+from wavesquant.risk.open_orders import OpenOrders
 from wavesquant.types import OrderType, Side, TradingState
 
 RATE_WINDOW_MS = 1_000
@@ -52,17 +51,6 @@ class OrderCandidate:
         return self.side.sign * self.quantity
 
 
-class OpenOrder(NamedTuple):
-    """One of our working orders; `price` is None for a market order still working."""
-
-    client_order_id: str
-    strategy_id: str
-    symbol: str
-    side: Side
-    price: float | None
-    remaining: float
-
-
 @dataclass(frozen=True, slots=True)
 class LastPrice:
     price: float
@@ -85,13 +73,15 @@ class RiskSnapshot:
     positions: Mapping[str, float] = field(default_factory=dict)
     strategy_positions: Mapping[tuple[str, str], float] = field(default_factory=dict)
     last_prices: Mapping[str, LastPrice] = field(default_factory=dict)
-    open_orders: Sequence[OpenOrder] = ()
+    open_orders: OpenOrders = field(default_factory=OpenOrders)  # a plain sequence is indexed on creation
     trading_state: TradingState = TradingState.ACTIVE
     strategy_families: Mapping[str, str] = field(default_factory=dict)
     available_margin: float | None = None
     account_leverage: float = 1.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.open_orders, OpenOrders):
+            object.__setattr__(self, "open_orders", OpenOrders(self.open_orders))  # type: ignore[arg-type]
         if not (math.isfinite(self.account_leverage) and self.account_leverage > 0.0):
             raise ValueError(f"account_leverage must be positive, got {self.account_leverage}")
 
@@ -220,9 +210,9 @@ def prepare(
     known = [p for p in (limit, last.price if last is not None else None) if p is not None]
     notional = c.quantity * max(known) if known else None
 
-    same_side = [o for o in snap.open_orders if o.symbol == c.symbol and o.side is c.side and o.remaining > 0]
-    pending = c.side.sign * sum(o.remaining for o in same_side)
-    strat_pending = c.side.sign * sum(o.remaining for o in same_side if o.strategy_id == c.strategy_id)
+    working = snap.open_orders
+    pending = c.side.sign * working.pending(c.symbol, c.side)
+    strat_pending = c.side.sign * working.pending(c.symbol, c.side, c.strategy_id)
     pos_before = snap.positions.get(c.symbol, 0.0) + pending
     strat_before = snap.strategy_positions.get((c.strategy_id, c.symbol), 0.0) + strat_pending
 
@@ -499,9 +489,7 @@ def check_order_rate(o: OrderContext) -> Denial | None:
 
 def check_duplicate(o: OrderContext) -> Denial | None:
     c = o.c
-    if o.rates.has_client_order_id(c.client_order_id) or any(
-        x.client_order_id == c.client_order_id for x in o.snap.open_orders
-    ):
+    if o.rates.has_client_order_id(c.client_order_id) or c.client_order_id in o.snap.open_orders:
         return Denial(DenialCode.DUPLICATE_ORDER, f"client_order_id {c.client_order_id} already used")
     window = o.limits.duplicate_window_ms
     if window == 0:
@@ -524,25 +512,15 @@ def check_duplicate(o: OrderContext) -> Denial | None:
 def check_self_trade(o: OrderContext) -> Denial | None:
     """Our own resting order on the other side that this order would trade against."""
     c = o.c
-    for x in o.snap.open_orders:
-        if x.symbol != c.symbol or x.side is c.side or not (x.remaining > 0):
-            continue
-        if x.price is None:
-            continue  # a working market order does not rest on the book: nothing can trade against it
-        if c.order_type is OrderType.MARKET or c.limit_price is None:
-            crosses = True
-        elif c.side is Side.BUY:
-            crosses = c.limit_price >= x.price
-        else:
-            crosses = c.limit_price <= x.price
-        if crosses:
-            ours = "market" if x.price is None else f"@ {num(x.price)}"
-            theirs = "market" if c.order_type is OrderType.MARKET else f"@ {num(c.limit_price or 0.0)}"
-            return Denial(
-                DenialCode.SELF_TRADE,
-                f"{c.side} {theirs} would cross our open {x.side} {x.client_order_id} {ours} for {c.symbol}",
-            )
-    return None
+    limit = c.limit_price if c.order_type is OrderType.LIMIT else None
+    x = o.snap.open_orders.crossing(c.symbol, c.side, limit)
+    if x is None:
+        return None
+    theirs = "market" if limit is None else f"@ {num(limit)}"
+    return Denial(
+        DenialCode.SELF_TRADE,
+        f"{c.side} {theirs} would cross our open {x.side} {x.client_order_id} @ {num(x.price or 0.0)} for {c.symbol}",
+    )
 
 
 CHECKS = (

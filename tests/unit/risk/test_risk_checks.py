@@ -10,7 +10,6 @@ import pytest
 
 from wavesquant.risk.checks import (
     LastPrice,
-    OpenOrder,
     OrderCandidate,
     OrderRateLimiter,
     RiskSnapshot,
@@ -20,6 +19,7 @@ from wavesquant.risk.checks import (
 )
 from wavesquant.risk.codes import DenialCode as C
 from wavesquant.risk.limits import RiskLimits
+from wavesquant.risk.open_orders import OpenOrder
 from wavesquant.types import OrderType, Side, TradingState
 
 NOW = 1_700_000_000_000
