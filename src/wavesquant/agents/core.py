@@ -4,7 +4,7 @@ learning by turning finished signals into per-strategy learning updates."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 
 from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus, Delivery
@@ -19,26 +19,16 @@ from wavesquant.messages import (
     Heartbeat,
     LearningUpdate,
     OrderIntent,
-    OrderSpec,
     RiskDecision,
     SignalEvent,
     TradeSignal,
     route_of,
+    straight_to_risk,
 )
-from wavesquant.messages.signals import ProbeSignal
 from wavesquant.types import SignalState
 
 SIGNAL_CHANNELS = (Channel.HFT_SIGNALS, Channel.FAST_SIGNALS, Channel.TACTICAL_SIGNALS, Channel.STRATEGIC_SIGNALS)
-
-
-def intent_for(signal: TradeSignal) -> OrderSpec:
-    """The order a trade signal asks for; its client order id is derived from the signal id."""
-    return OrderSpec(
-        client_order_id=client_order_id(signal.msg_id), signal_id=signal.msg_id, strategy_id=signal.strategy_id,
-        family=signal.family, exchange=signal.exchange, symbol=signal.symbol, side=signal.side,
-        quantity=signal.quantity, order_type=signal.order_type, limit_price=signal.limit_price,
-        time_in_force=signal.time_in_force, reference_price=signal.reference_price,
-    )
+MAX_EARLY_OUTCOMES = 10_000
 
 
 class CoreAgent(Agent):
@@ -53,6 +43,9 @@ class CoreAgent(Agent):
         self.silent: set[str] = set()
         self._pending_events: list[Envelope] = []
         self._learned_fills: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        # decisions and reports that overtook their signal (an HFT signal reaches risk and core at once):
+        # signal id -> outcomes in arrival order, applied when the signal arrives
+        self._early: OrderedDict[str, list[RiskDecision | ExecutionReport]] = OrderedDict()
         self.on(SIGNAL_CHANNELS, self.route_signals)
         self.on([Channel.HEARTBEATS], self.watch_heartbeats)
         self.consume(Channel.RISK_DECISIONS, self.on_risk_decisions)
@@ -78,21 +71,28 @@ class CoreAgent(Agent):
     async def route_signals(self, batch: list[Envelope]) -> None:
         intents: list[Envelope] = []
         now_ms = self.clock.now_ms()
+        arrived: list[str] = []
         for msg in batch:
             self.routed[f"{msg.type}@{route_of(msg).tier.value}"] += 1
             if not isinstance(msg, TradeSignal):
                 continue  # informational signals go straight to their subscribers
-            spec = intent_for(msg)
+            spec = msg.order_spec()
             new = self.book.generate(msg.msg_id, msg.type, now_ms, msg.expires_at_ms, msg.strategy_id, msg.symbol,
                                      spec.client_order_id)
             if not new:
                 self.counters["duplicate_signals"] += 1
                 continue
             self._record(new, msg.expires_at_ms)
-            origin = msg.tick_ts_ns if isinstance(msg, ProbeSignal) else msg.ts_ns
-            intents.append(self.message(OrderIntent, order=spec, signal_type=msg.type, signal_ts_ms=msg.ts_ms,
-                                        origin_ts_ns=origin, expires_at_ms=msg.expires_at_ms))
-            self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "sent to risk"))
+            if straight_to_risk(msg):
+                self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "taken by risk"))
+            else:
+                intents.append(self.message(OrderIntent, order=spec, signal_type=msg.type, signal_ts_ms=msg.ts_ms,
+                                            origin_ts_ns=msg.origin_ts_ns, expires_at_ms=msg.expires_at_ms))
+                self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "sent to risk"))
+            arrived.append(msg.msg_id)
+        for signal_id in arrived:
+            for outcome in self._early.pop(signal_id, ()):
+                self._apply_outcome(outcome, now_ms)
         # intents first: they are fire-and-forget pub/sub and on the latency path; the lifecycle events then
         # wait for their stream write (the bus writes streams before pub/sub within one call)
         await self.bus.publish_many(intents)
@@ -101,40 +101,53 @@ class CoreAgent(Agent):
     async def on_risk_decisions(self, deliveries: list[Delivery]) -> None:
         now_ms = self.clock.now_ms()
         for d in deliveries:
-            msg = d.message
-            if not isinstance(msg, RiskDecision):
-                continue
-            if msg.approved:
-                self._record(self.book.advance(msg.order.signal_id, SignalState.APPROVED, now_ms, "risk approved"))
-            else:
-                reason = "; ".join(f"{x.code}" for x in msg.denials)[:200]
-                self._record(self.book.advance(msg.order.signal_id, SignalState.BLOCKED, now_ms, reason))
+            if isinstance(d.message, RiskDecision):
+                self._apply_outcome(d.message, now_ms)
         await self._flush_events()
 
     async def on_execution_reports(self, deliveries: list[Delivery]) -> None:
         now_ms = self.clock.now_ms()
         for d in deliveries:
-            r = d.message
-            if not isinstance(r, ExecutionReport):
-                continue
-            sig = self.book.by_client_order_id(r.client_order_id)
-            if sig is None:
-                continue
-            if r.kind == "fill" and r.last_quantity and r.last_price and r.strategy_id:
-                stats = self._learned_fills[r.strategy_id]
-                stats["fills"] += 1
-                stats["notional"] += r.last_quantity * r.last_price
-                stats["fees"] += r.fee
-            if r.status.value == "filled":
-                target, why = SignalState.EXECUTED, "order filled"
-            elif r.kind in ("reject", "expired") or (r.kind == "cancel" and r.filled_quantity == 0):
-                target, why = SignalState.EXPIRED, f"order {r.kind}: {r.reason}"[:200]
-            elif r.kind == "cancel":
-                target, why = SignalState.EXECUTED, "partially filled, rest canceled"
-            else:
-                target, why = SignalState.EXECUTING, f"order {r.status.value}"
-            self._record(self.book.advance(sig.signal_id, target, now_ms, why))
+            if isinstance(d.message, ExecutionReport):
+                self._apply_outcome(d.message, now_ms)
         await self._flush_events()
+
+    def _apply_outcome(self, msg: RiskDecision | ExecutionReport, now_ms: int) -> None:
+        """Advance the signal behind a risk decision or an execution report; one whose signal has not
+        arrived yet is kept until it does."""
+        signal_id = msg.order.signal_id if isinstance(msg, RiskDecision) else msg.signal_id
+        known = self.book.get(signal_id) if signal_id else None
+        if known is None and isinstance(msg, ExecutionReport):
+            known = self.book.by_client_order_id(msg.client_order_id)
+        if known is None:
+            if signal_id:
+                self._early.setdefault(signal_id, []).append(msg)
+                while len(self._early) > MAX_EARLY_OUTCOMES:
+                    self._early.popitem(last=False)
+                    self.counters["early_outcomes_dropped"] += 1
+            return
+        if isinstance(msg, RiskDecision):
+            if msg.approved:
+                self._record(self.book.advance(known.signal_id, SignalState.APPROVED, now_ms, "risk approved"))
+            else:
+                reason = "; ".join(f"{x.code}" for x in msg.denials)[:200]
+                self._record(self.book.advance(known.signal_id, SignalState.BLOCKED, now_ms, reason))
+            return
+        r = msg
+        if r.kind == "fill" and r.last_quantity and r.last_price and r.strategy_id:
+            stats = self._learned_fills[r.strategy_id]
+            stats["fills"] += 1
+            stats["notional"] += r.last_quantity * r.last_price
+            stats["fees"] += r.fee
+        if r.status.value == "filled":
+            target, why = SignalState.EXECUTED, "order filled"
+        elif r.kind in ("reject", "expired") or (r.kind == "cancel" and r.filled_quantity == 0):
+            target, why = SignalState.EXPIRED, f"order {r.kind}: {r.reason}"[:200]
+        elif r.kind == "cancel":
+            target, why = SignalState.EXECUTED, "partially filled, rest canceled"
+        else:
+            target, why = SignalState.EXECUTING, f"order {r.status.value}"
+        self._record(self.book.advance(known.signal_id, target, now_ms, why))
 
     async def expire_signals(self) -> None:
         self._record(self.book.expire_due(self.clock.now_ms()))

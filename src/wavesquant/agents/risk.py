@@ -23,10 +23,13 @@ from wavesquant.messages import (
     MarketAnomaly,
     NewOrder,
     OrderIntent,
+    OrderSpec,
     OrderTransition,
     RiskAlert,
     RiskDecision,
+    TradeSignal,
     prices_of,
+    straight_to_risk,
 )
 from wavesquant.portfolio.positions import Portfolio
 from wavesquant.risk.breakers import CircuitBreakers
@@ -53,7 +56,7 @@ class RiskAgent(Agent):
         self.breakers = CircuitBreakers(self.cfg.breakers)
         self.unacked: dict[str, int] = {}  # approved, not yet acknowledged by execution -> expires_at_ms
         self.decisions = {"approved": 0, "blocked": 0}
-        self.on([Channel.ORDER_INTENTS], self.validate_intents)
+        self.on([Channel.ORDER_INTENTS, Channel.HFT_SIGNALS], self.validate_intents)
         self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS, Channel.MARKET_BOOKS], self.on_market)
         self.on([Channel.MARKET_ANOMALIES], self.on_anomalies)
         self.consume(Channel.EXECUTION_REPORTS, self.on_reports)
@@ -102,39 +105,49 @@ class RiskAgent(Agent):
         )
 
     async def validate_intents(self, batch: list[Envelope]) -> None:
+        """Order intents from core, and HFT-tier trade signals taken straight off their channel."""
         now_ms = self.clock.now_ms()
         snapshot = self.snapshot()
         out: list[Envelope] = []
-        for intent in batch:
-            if not isinstance(intent, OrderIntent):
-                continue
-            o = intent.order
-            candidate = OrderCandidate(
-                client_order_id=o.client_order_id, signal_id=o.signal_id, strategy_id=o.strategy_id, family=o.family,
-                symbol=o.symbol, side=o.side, quantity=o.quantity, order_type=o.order_type, limit_price=o.limit_price,
-                signal_ts_ms=intent.signal_ts_ms, expires_at_ms=intent.expires_at_ms, reduce_only=o.reduce_only,
-            )
-            verdict = evaluate(candidate, snapshot, self.cfg.limits, now_ms, self.rates)
-            if verdict.approved:
-                self.rates.record(candidate, now_ms)
-                self.families[o.strategy_id] = o.family
-                self.open_orders.put(OpenOrder(o.client_order_id, o.strategy_id, o.symbol, o.side, o.limit_price,
-                                               o.quantity))
-                if intent.expires_at_ms is not None:
-                    self.unacked[o.client_order_id] = intent.expires_at_ms
-                out.append(self.message(RiskDecision, order=o, approved=True, trading_state=self.state.state.value))
-                out.append(self.message(NewOrder, order=o, origin_ts_ns=intent.origin_ts_ns,
-                                        expires_at_ms=intent.expires_at_ms))
-                self.decisions["approved"] += 1
+        for msg in batch:
+            if isinstance(msg, OrderIntent):
+                o, signal_ts_ms, origin_ts_ns = msg.order, msg.signal_ts_ms, msg.origin_ts_ns
+            elif isinstance(msg, TradeSignal) and straight_to_risk(msg):
+                o, signal_ts_ms, origin_ts_ns = msg.order_spec(), msg.ts_ms, msg.origin_ts_ns
+                if o.client_order_id in self.open_orders or self.rates.has_client_order_id(o.client_order_id):
+                    self.counters["duplicate_signals"] += 1  # a repeat of one already approved: not a new order
+                    continue
             else:
-                denials = [Denial(code=d.code.value, message=d.message[:200]) for d in verdict.denials][:64]
-                out.append(self.message(RiskDecision, order=o, approved=False, denials=denials,
-                                        trading_state=self.state.state.value))
-                self.decisions["blocked"] += 1
-                for d in verdict.denials:
-                    self.counters[f"denied:{d.code.value}"] += 1
+                continue
+            self._decide(o, signal_ts_ms, origin_ts_ns, msg.expires_at_ms, snapshot, now_ms, out)
         if out:
             await self.bus.publish_many(out)
+
+    def _decide(self, o: OrderSpec, signal_ts_ms: int, origin_ts_ns: int | None, expires_at_ms: int | None,
+                snapshot: RiskSnapshot, now_ms: int, out: list[Envelope]) -> None:
+        candidate = OrderCandidate(
+            client_order_id=o.client_order_id, signal_id=o.signal_id, strategy_id=o.strategy_id, family=o.family,
+            symbol=o.symbol, side=o.side, quantity=o.quantity, order_type=o.order_type, limit_price=o.limit_price,
+            signal_ts_ms=signal_ts_ms, expires_at_ms=expires_at_ms, reduce_only=o.reduce_only,
+        )
+        verdict = evaluate(candidate, snapshot, self.cfg.limits, now_ms, self.rates)
+        if verdict.approved:
+            self.rates.record(candidate, now_ms)
+            self.families[o.strategy_id] = o.family
+            self.open_orders.put(OpenOrder(o.client_order_id, o.strategy_id, o.symbol, o.side, o.limit_price,
+                                           o.quantity))
+            if expires_at_ms is not None:
+                self.unacked[o.client_order_id] = expires_at_ms
+            out.append(self.message(RiskDecision, order=o, approved=True, trading_state=self.state.state.value))
+            out.append(self.message(NewOrder, order=o, origin_ts_ns=origin_ts_ns, expires_at_ms=expires_at_ms))
+            self.decisions["approved"] += 1
+        else:
+            denials = [Denial(code=d.code.value, message=d.message[:200]) for d in verdict.denials][:64]
+            out.append(self.message(RiskDecision, order=o, approved=False, denials=denials,
+                                    trading_state=self.state.state.value))
+            self.decisions["blocked"] += 1
+            for d in verdict.denials:
+                self.counters[f"denied:{d.code.value}"] += 1
 
     # market data, reports, anomalies ---------------------------------------------------------------------
     async def on_market(self, batch: list[Envelope]) -> None:

@@ -25,6 +25,7 @@ from wavesquant.messages.registry import (
     encode,
     json_schemas,
     route_of,
+    straight_to_risk,
 )
 from wavesquant.messages.signals import (
     SEVERITY_RANK,
@@ -49,7 +50,7 @@ from wavesquant.messages.system import (
 __all__ = [
     "SCHEMA_VERSION", "Envelope", "Bar", "OrderBook", "TickBatch", "prices_of", "CancelOrder", "Denial", "ExecutionReport", "NewOrder",
     "OrderIntent", "OrderSpec", "OrderTransition", "RiskDecision", "MESSAGE_TYPES", "PUBSUB_CHANNELS", "ROUTES", "STREAMS", "Channel",
-    "Message", "Route", "Transport", "decode", "encode", "json_schemas", "route_of", "SEVERITY_RANK",
+    "Message", "Route", "Transport", "decode", "encode", "json_schemas", "route_of", "straight_to_risk", "SEVERITY_RANK",
     "ArbitrageOpportunity", "MarketAnomaly", "ProbeSignal", "StatisticalOpportunity", "TradeSignal",
     "TrendAssessment", "TrendSignal", "ControlAck", "ControlCommand", "Heartbeat", "LearningUpdate", "LoopStats",
     "RiskAlert", "SignalEvent",

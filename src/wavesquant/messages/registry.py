@@ -29,6 +29,7 @@ from wavesquant.messages.signals import (
     MarketAnomaly,
     ProbeSignal,
     StatisticalOpportunity,
+    TradeSignal,
     TrendAssessment,
     TrendSignal,
 )
@@ -126,6 +127,12 @@ _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)
 
 def route_of(msg: Envelope) -> Route:
     return ROUTES[type(msg)]
+
+
+def straight_to_risk(msg: Envelope) -> bool:
+    """HFT-tier trade signals skip core's hop: risk takes them off their signal channel itself and core only
+    records their lifecycle. One hop costs about as much as the HFT tier's whole latency budget."""
+    return isinstance(msg, TradeSignal) and ROUTES[type(msg)].tier is Tier.HFT
 
 
 def decode(raw: bytes | str) -> Envelope:

@@ -6,6 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
+from wavesquant.core.ids import client_order_id
 from wavesquant.messages.envelope import Envelope
 from wavesquant.messages.fields import (
     MAX_LIST,
@@ -18,6 +19,7 @@ from wavesquant.messages.fields import (
     ShortText,
     Symbol,
 )
+from wavesquant.messages.orders import OrderSpec
 from wavesquant.types import OrderType, Side, TimeInForce
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -94,7 +96,8 @@ class TrendAssessment(Envelope):
 
 
 class TradeSignal(Envelope):
-    """Base of actionable strategy signals: one order the strategy wants. Core turns it into an order intent."""
+    """Base of actionable strategy signals: one order the strategy wants. Core turns it into an order intent
+    (an HFT-tier one goes to risk directly, see `registry.straight_to_risk`)."""
 
     type: str
     strategy_id: Name
@@ -116,6 +119,21 @@ class TradeSignal(Envelope):
             raise ValueError("a limit order signal needs limit_price")
         return self
 
+    @property
+    def origin_ts_ns(self) -> int:
+        """When the market event behind this signal happened (latency is measured from it)."""
+        return self.ts_ns
+
+    def order_spec(self) -> OrderSpec:
+        """The order this signal asks for; its client order id is derived from the signal id, so whoever
+        builds it (core or risk) builds the same order, and a repeat can never trade twice."""
+        return OrderSpec(
+            client_order_id=client_order_id(self.msg_id), signal_id=self.msg_id, strategy_id=self.strategy_id,
+            family=self.family, exchange=self.exchange, symbol=self.symbol, side=self.side,
+            quantity=self.quantity, order_type=self.order_type, limit_price=self.limit_price,
+            time_in_force=self.time_in_force, reference_price=self.reference_price,
+        )
+
 
 class TrendSignal(TradeSignal):
     type: Literal["trend_signal"] = "trend_signal"
@@ -128,3 +146,7 @@ class ProbeSignal(TradeSignal):
     type: Literal["probe_signal"] = "probe_signal"
     family: Name = "probe"
     tick_ts_ns: int = Field(ge=0, description="ts_ns of the tick batch that caused it")
+
+    @property
+    def origin_ts_ns(self) -> int:
+        return self.tick_ts_ns

@@ -27,7 +27,6 @@ from support.crash_harness import (
     xadd,
 )
 
-from wavesquant.agents.core import intent_for
 from wavesquant.core.ids import client_order_id
 from wavesquant.messages import (
     Channel,
@@ -67,7 +66,7 @@ def _signal(group: str, i: int) -> TrendSignal:
 def _decision(sig: TrendSignal, approved: bool) -> RiskDecision:
     denials = [] if approved else [Denial(code="max_order_notional", message="crash test block")]
     return RiskDecision.create(
-        source="risk", ts_ns=time.time_ns(), order=intent_for(sig), approved=approved, denials=denials
+        source="risk", ts_ns=time.time_ns(), order=sig.order_spec(), approved=approved, denials=denials
     )
 
 

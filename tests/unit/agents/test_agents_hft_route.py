@@ -1,0 +1,79 @@
+"""HFT-tier trade signals go to risk directly; core records their lifecycle without routing them, and a risk
+decision that overtakes its signal at core is applied once the signal arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from wavesquant.bus.embedded import EmbeddedBus
+from wavesquant.config import Settings
+from wavesquant.core.clock import LiveClock
+from wavesquant.messages import Channel, NewOrder, ProbeSignal, RiskDecision, TickBatch, decode
+from wavesquant.runtime import Runtime
+from wavesquant.types import SignalState
+
+BTC = "BTC/USDT"
+
+
+def probe(ts_ns: int) -> ProbeSignal:
+    return ProbeSignal.create(source="strategy_engine", ts_ns=ts_ns, strategy_id="probe", exchange="paper",
+                              symbol=BTC, side="buy", quantity=0.001, reference_price=60_000.0, tick_ts_ns=ts_ns,
+                              expires_at_ms=ts_ns // 1_000_000 + 5_000)
+
+
+def tick(ts_ns: int) -> TickBatch:
+    return TickBatch.create(source="data_feeds", ts_ns=ts_ns, exchange="paper", symbols=[BTC],
+                            event_ts_ms=[ts_ns // 1_000_000], prices=[60_000.0], sizes=[1.0])
+
+
+async def stream(bus: EmbeddedBus, channel: Channel) -> list:
+    return [decode(raw) for _, raw in await bus.read_range(channel)]
+
+
+async def until(condition, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it() -> None:
+    bus = EmbeddedBus(clock=LiveClock())
+    await bus.start()
+    rt = Runtime(Settings(), ["core", "risk"], bus=bus)
+    run = asyncio.create_task(rt.run(1.0))
+    await asyncio.sleep(0.1)
+    await bus.publish(tick(time.time_ns()))
+    await asyncio.sleep(0.05)
+    signal = probe(time.time_ns())
+    await bus.publish(signal)
+    await bus.publish(signal)  # a repeat: one order only
+    core = rt.agent("core")
+    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
+                and s.state is SignalState.APPROVED)
+    orders = [m for m in await stream(bus, Channel.ORDERS) if isinstance(m, NewOrder)]
+    assert [o.order.signal_id for o in orders] == [signal.msg_id]
+    assert orders[0].origin_ts_ns == signal.tick_ts_ns
+    assert orders[0].order == signal.order_spec()
+    assert bus.stats.published[Channel.ORDER_INTENTS] == 0  # core did not route it
+    assert rt.agent("risk").counters["duplicate_signals"] == 1
+    assert await run == 0
+
+
+async def test_a_decision_that_overtakes_its_signal_is_applied_when_the_signal_arrives() -> None:
+    bus = EmbeddedBus(clock=LiveClock())
+    await bus.start()
+    rt = Runtime(Settings(), ["core"], bus=bus)
+    run = asyncio.create_task(rt.run(0.6))
+    await asyncio.sleep(0.1)
+    signal = probe(time.time_ns())
+    decision = RiskDecision.create(source="risk", ts_ns=time.time_ns(), order=signal.order_spec(), approved=True)
+    await bus.publish(decision)
+    await asyncio.sleep(0.1)
+    core = rt.agent("core")
+    assert core.book.get(signal.msg_id) is None  # type: ignore[attr-defined]
+    await bus.publish(signal)
+    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
+                and s.state is SignalState.APPROVED)
+    assert await run == 0
