@@ -195,6 +195,9 @@ class ExecutionAgent(Agent):
                 await self._cancel(msg)
         await self._submit_batch(batch)
         await self.flush()
+        settle = getattr(self.venue, "settle", None)
+        if settle is not None:
+            await settle()  # the venue's commit went ahead of the reports; a failure leaves the entries unacked
 
     async def _new_order(self, msg: NewOrder, redelivered: bool) -> Order | None:
         """Track the order; returns it when it must be sent (None: handled already, adopted or expired)."""
@@ -228,14 +231,19 @@ class ExecutionAgent(Agent):
         return order
 
     async def _submit_batch(self, orders: list[Order]) -> None:
+        """One venue call for the batch where the venue takes several; a venue that can settle later (paper)
+        sends its commit and the reports follow it at once on the same connection (see on_orders)."""
         submit_many = getattr(self.venue, "submit_many", None)
-        if submit_many is None or len(orders) < 2:
+        if submit_many is None or not orders:
             for order in orders:
                 await self._submit(order)
             return
         for order in orders:
             self._apply(order, Submitted())
-        results = await submit_many([o.request for o in orders])
+        if hasattr(self.venue, "settle"):
+            results = await submit_many([o.request for o in orders], settle_later=True)
+        else:
+            results = await submit_many([o.request for o in orders])
         for order, result in zip(orders, results):
             await self._submitted(order, result)
 

@@ -119,13 +119,19 @@ class RespConnection(asyncio.Protocol):
     async def call(self, commands: Sequence[bytes], timeout: float) -> list[Any]:
         """Send commands (already RESP-encoded) in one write and await their replies, in order. Only for a
         connection with no unanswered fire-and-forget commands in flight (the handshake)."""
+        replies = self.request(commands)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the result
+        async with asyncio.timeout(timeout):
+            return await replies
+
+    def request(self, commands: Sequence[bytes]) -> asyncio.Future[list[Any]]:
+        """Send commands in one write now and return a future of their replies, in order: the caller may go
+        on writing (later writes on this connection reach Redis after these) before it awaits them."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         self._waiters.extend(futures)
         self.write(b"".join(commands))
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the result
-        async with asyncio.timeout(timeout):
-            return list(await asyncio.gather(*futures))
+        return asyncio.gather(*futures)
 
     def send(self, commands: Sequence[bytes]) -> None:
         """Send commands whose replies nobody awaits (e.g. XACK), on a connection also used with `call`:

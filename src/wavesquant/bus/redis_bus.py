@@ -335,13 +335,30 @@ class RedisBus(Bus):
     async def transaction(self, commands: Sequence[Sequence[bytes | str | int]]) -> list[Any]:
         """Run commands atomically (MULTI ... EXEC) on the stream-writer connection and return EXEC's
         replies. Sharing that connection keeps these writes in order with event-log writes."""
-        packed = [pack_command(b"MULTI"), *(pack_command(*c) for c in commands), pack_command(b"EXEC")]
-        replies = await self._raw_call("transaction", packed)
-        errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-        result = replies[-1]
-        if errors or not isinstance(result, list):
-            raise RedisError(f"transaction refused: {errors[0] if errors else result}")
-        return result
+        replies = await self._raw_call("transaction", _multi_exec(commands))
+        return _exec_result(replies)
+
+    async def begin_transaction(self, commands: Sequence[Sequence[bytes | str | int]]) -> Awaitable[list[Any]]:
+        """Send MULTI ... EXEC now on the stream-writer connection and return an awaitable of EXEC's replies,
+        so the caller can go on while it is in flight: whatever this bus writes to a stream afterwards lands
+        after it. Not retried (the caller keeps what it could not commit and commits it again); while the
+        connection is being (re)opened this is a plain awaited `transaction`."""
+        conn = self._xconn
+        if conn is None or not conn.is_open:
+            return _completed(await self.transaction(commands))
+        replies = conn.request(_multi_exec(commands))
+
+        async def outcome() -> list[Any]:
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    return _exec_result(await replies)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                conn.abort()
+                if self._xconn is conn:
+                    self._xconn = None
+                raise BusUnavailableError(f"transaction outcome unknown: {exc}") from exc
+
+        return outcome()
 
     async def _raw_call(self, op: str, packed: list[bytes]) -> list[Any]:
         async def run() -> list[Any]:
@@ -618,3 +635,19 @@ def _glob_escape(text: str) -> str:
 
 def _ignore(*_: Any) -> None:
     """Reply/loss handler of the stream writer: its replies are awaited through `call`."""
+
+
+def _multi_exec(commands: Sequence[Sequence[bytes | str | int]]) -> list[bytes]:
+    return [pack_command(b"MULTI"), *(pack_command(*c) for c in commands), pack_command(b"EXEC")]
+
+
+def _exec_result(replies: list[Any]) -> list[Any]:
+    errors = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+    result = replies[-1]
+    if errors or not isinstance(result, list):
+        raise RedisError(f"transaction refused: {errors[0] if errors else result}")
+    return result
+
+
+async def _completed(value: T) -> T:
+    return value

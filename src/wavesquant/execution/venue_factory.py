@@ -52,7 +52,8 @@ def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
         client: Any = getattr(bus, "client", None)
         if p.persist and client is not None:
             store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:",
-                                    transaction=getattr(bus, "transaction", None))
+                                    transaction=getattr(bus, "transaction", None),
+                                    begin_transaction=getattr(bus, "begin_transaction", None))
         engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee),
                                 rules=load_market_rules(p.markets_file) if p.markets_file else None,
                                 latency_ms=p.latency_ms)

@@ -210,3 +210,65 @@ async def test_failed_commit_is_retried_on_next_call() -> None:
     restarted = await new_venue(store)
     assert (await restarted.fetch_order("m1", SYM)) is not None
     assert len(await restarted.fetch_fills()) == 1
+
+
+class _DeferredFlakyStore(InMemoryPaperStore):
+    """A store whose pipelined commits can fail after they were sent (their outcome is awaited later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_outcome = False
+
+    async def begin_commit(self, orders: Any, fills: Any, balances: Any) -> Any:
+        if not self.fail_next_outcome:
+            return await super().begin_commit(orders, fills, balances)
+        self.fail_next_outcome = False
+
+        async def outcome() -> None:
+            raise RedisConnectionError("lost before the reply")
+
+        return outcome()
+
+
+async def test_settle_later_reports_at_once_and_a_failed_commit_is_committed_again() -> None:
+    store = _DeferredFlakyStore()
+    venue = await new_venue(store)
+    await venue.on_quote(SYM, 1_000, 99.0, 101.0, 1.0, 1.0)
+    store.fail_next_outcome = True
+    (order,) = await venue.submit_many([OrderRequest("m1", SYM, Side.BUY, OrderType.MARKET, 1.0)],
+                                       settle_later=True)
+    assert not isinstance(order, Exception) and order.status is OrderStatus.FILLED
+    with pytest.raises(VenueUnavailable):
+        await venue.settle()
+    await venue.settle()  # nothing left in flight
+    assert (await new_venue(store)).engine.get("m1") is None  # not stored yet
+    await venue.on_quote(SYM, 2_000, 99.0, 101.0, 1.0, 1.0)  # the next commit carries it
+    restarted = await new_venue(store)
+    assert (await restarted.fetch_order("m1", SYM)).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert len(await restarted.fetch_fills()) == 1
+
+
+@pytest.mark.redis
+async def test_settle_later_on_the_bus_connection_lands_before_what_the_bus_writes_next(
+        real_redis: aioredis.Redis, redis_url: str, redis_prefix: str) -> None:
+    """The deployment path: the commit is in flight while the reports are written behind it, in order."""
+    from wavesquant.bus.redis_bus import RedisBus
+    from wavesquant.messages import ControlCommand
+
+    bus = RedisBus(redis_url, prefix=redis_prefix)
+    await bus.start()
+    try:
+        store = RedisPaperStore(real_redis, f"{redis_prefix}paper:", bus.transaction, bus.begin_transaction)
+        venue = await new_venue(store)
+        await venue.on_quote(SYM, 1_000, 99.0, 101.0, 1.0, 1.0)
+        await venue.submit_many([OrderRequest("m1", SYM, Side.BUY, OrderType.MARKET, 1.0)], settle_later=True)
+        assert venue._unsettled  # noqa: SLF001 - the commit is in flight, not awaited
+        cmd = ControlCommand.create(source="t", ts_ns=1, target="execution", command="pause", request_id="r1")
+        await bus.publish_many([cmd])  # its event-log XADD is written after the commit, on the same connection
+        assert await real_redis.hexists(f"{redis_prefix}paper:orders", "m1")
+        await venue.settle()
+        await venue.close()
+        restarted = await new_venue(store)
+        assert (await restarted.fetch_order("m1", SYM)).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    finally:
+        await bus.close()

@@ -14,8 +14,9 @@ Time: `clock()` (ms) if given, else event time: the latest market data or reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -60,6 +61,8 @@ class PaperVenue(Venue):
         self._positions: dict[str, float] = {}
         self._dirty_orders: dict[str, PaperOrder] = {}
         self._unsaved_fills: list[Fill] = []
+        # commits sent by submit_many(settle_later=True), with what they carry, until `settle` awaits them
+        self._unsettled: list[tuple[Awaitable[None], dict[str, PaperOrder], list[Fill]]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -78,13 +81,14 @@ class PaperVenue(Venue):
             self._connected = True
 
     async def close(self) -> None:
-        """Flush anything a failed commit left unsaved (best effort), then disconnect."""
+        """Settle commits in flight and flush anything a failed commit left unsaved (best effort), then
+        disconnect."""
+        with contextlib.suppress(VenueUnavailable):
+            await self.settle()
         async with self._lock:
             if self._connected and (self._dirty_orders or self._unsaved_fills):
-                try:
+                with contextlib.suppress(VenueUnavailable):
                     await self._flush()
-                except VenueUnavailable:
-                    pass
             self._connected = False
 
     # --- orders -------------------------------------------------------------------------------------------
@@ -96,9 +100,15 @@ class PaperVenue(Venue):
             raise result
         return result
 
-    async def submit_many(self, requests: list[OrderRequest]) -> list[VenueOrder | VenueError]:
+    async def submit_many(
+        self, requests: list[OrderRequest], settle_later: bool = False
+    ) -> list[VenueOrder | VenueError]:
         """Several submits in one engine pass and one store commit; each request gets its order or the error
-        a lone submit would have raised. A failed commit makes every accepted one's outcome unknown."""
+        a lone submit would have raised. A failed commit makes every accepted one's outcome unknown.
+
+        settle_later: send the commit but do not wait for it; the caller publishes what it learned (on the
+        same bus connection, so it lands after the commit) and then awaits `settle()`. Saves a round trip on
+        the order path."""
         async with self._lock:
             self._require_connected()
             results: list[VenueOrder | VenueError] = []
@@ -107,10 +117,24 @@ class PaperVenue(Venue):
                     results.append(self._submit_one(request))
             finally:
                 try:
-                    await self._commit()
+                    await self._commit(settle_later)
                 except VenueUnavailable as exc:
                     results = [r if isinstance(r, OrderRejected) else exc for r in results]
             return results
+
+    async def settle(self) -> None:
+        """Wait for the commits `submit_many(settle_later=True)` sent. Raises VenueUnavailable when one failed;
+        what it carried stays unsaved and goes with the next commit."""
+        unsettled, self._unsettled = self._unsettled, []
+        failure: Exception | None = None
+        for outcome, orders, fills in unsettled:
+            try:
+                await outcome
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                self._keep_unsaved(orders, fills)
+                failure = failure or exc
+        if failure is not None:
+            raise VenueUnavailable(f"{self.name}: state not persisted ({failure}); will retry") from failure
 
     def _submit_one(self, request: OrderRequest) -> VenueOrder | VenueError:
         ts = self._now(request.ts_ms)
@@ -261,21 +285,30 @@ class PaperVenue(Venue):
             self._unsaved_fills.append(fill)
             self._book(fill)
 
-    async def _commit(self) -> None:
+    async def _commit(self, settle_later: bool = False) -> None:
         """Absorb the engine's changes, then persist everything not yet saved (one atomic store commit)."""
         self._absorb()
         if self._dirty_orders or self._unsaved_fills:
-            await self._flush()
+            await self._flush(settle_later)
 
-    async def _flush(self) -> None:
+    async def _flush(self, settle_later: bool = False) -> None:
+        orders, fills = self._dirty_orders, self._unsaved_fills
+        self._dirty_orders, self._unsaved_fills = {}, []
         try:
-            await self._store.commit(
-                [o.to_dict() for o in self._dirty_orders.values()], self._unsaved_fills, self._balances
-            )
+            outcome = await self._store.begin_commit([o.to_dict() for o in orders.values()], fills, self._balances)
+            if settle_later:
+                self._unsettled.append((outcome, orders, fills))
+                return
+            await outcome
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._keep_unsaved(orders, fills)
             raise VenueUnavailable(f"{self.name}: state not persisted ({exc}); will retry") from exc
-        self._dirty_orders.clear()
-        self._unsaved_fills = []
+
+    def _keep_unsaved(self, orders: dict[str, PaperOrder], fills: list[Fill]) -> None:
+        """Put back what a failed commit carried (a newer change of the same order, if any, is kept)."""
+        for client_order_id, order in orders.items():
+            self._dirty_orders.setdefault(client_order_id, order)
+        self._unsaved_fills[:0] = fills
 
     def _book(self, fill: Fill) -> None:
         base, quote = split_symbol(fill.symbol)

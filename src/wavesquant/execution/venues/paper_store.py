@@ -33,6 +33,17 @@ class PaperStore(Protocol):
         """Atomically: upsert `orders` by client order id, append `fills`, replace the balances."""
         ...
 
+    async def begin_commit(
+        self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
+    ) -> Awaitable[None]:
+        """Send the same commit and return an awaitable of its outcome (a store that cannot pipeline commits
+        before returning)."""
+        ...
+
+
+async def _done() -> None:
+    return None
+
 
 def _unique(fills: Sequence[Fill]) -> list[Fill]:
     seen: set[str] = set()
@@ -66,12 +77,16 @@ class InMemoryPaperStore:
     async def commit(
         self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
     ) -> None:
-        encoded = {_client_id(o): json.dumps(o, allow_nan=False) for o in orders}
-        fill_texts = [json.dumps(fill_to_dict(f), allow_nan=False) for f in fills]
-        balance_text = json.dumps(dict(balances), allow_nan=False)
+        encoded, fill_texts, balance_text = _encoded(orders, fills, balances)
         self._orders.update(encoded)
         self._fills.extend(fill_texts)
         self._balances = balance_text
+
+    async def begin_commit(
+        self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
+    ) -> Awaitable[None]:
+        await self.commit(orders, fills, balances)
+        return _done()
 
 
 def _text(value: bytes | str) -> str:
@@ -83,9 +98,11 @@ class RedisPaperStore:
     retried commit may append a fill twice, `load` keeps the first), `balances` (JSON string)."""
 
     def __init__(self, redis_client: Redis, key_prefix: str = "wq:paper:",
-                 transaction: Callable[[list[list[Any]]], Awaitable[Any]] | None = None) -> None:
+                 transaction: Callable[[list[list[Any]]], Awaitable[Any]] | None = None,
+                 begin_transaction: Callable[[list[list[Any]]], Awaitable[Awaitable[Any]]] | None = None) -> None:
         self._redis = redis_client
         self._transaction = transaction  # the bus's raw MULTI/EXEC (fast path); redis-py's otherwise
+        self._begin_transaction = begin_transaction  # the same, pipelined: in order with the bus's stream writes
         self._orders_key = f"{key_prefix}orders"
         self._fills_key = f"{key_prefix}fills"
         self._balances_key = f"{key_prefix}balances"
@@ -105,18 +122,10 @@ class RedisPaperStore:
     async def commit(
         self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
     ) -> None:
-        encoded = {_client_id(o): json.dumps(o, allow_nan=False) for o in orders}
-        fill_texts = [json.dumps(fill_to_dict(f), allow_nan=False) for f in fills]
-        balances_text = json.dumps(dict(balances), allow_nan=False)
         if self._transaction is not None:
-            commands: list[list[Any]] = []
-            if encoded:
-                commands.append(["HSET", self._orders_key, *[x for kv in encoded.items() for x in kv]])
-            if fill_texts:
-                commands.append(["RPUSH", self._fills_key, *fill_texts])
-            commands.append(["SET", self._balances_key, balances_text])
-            await self._transaction(commands)
+            await self._transaction(self._commands(orders, fills, balances))
             return
+        encoded, fill_texts, balances_text = _encoded(orders, fills, balances)
         async with self._redis.pipeline(transaction=True) as pipe:  # MULTI ... EXEC
             if encoded:
                 pipe.hset(self._orders_key, mapping=encoded)  # type: ignore[arg-type]
@@ -124,3 +133,34 @@ class RedisPaperStore:
                 pipe.rpush(self._fills_key, *fill_texts)
             pipe.set(self._balances_key, balances_text)
             await pipe.execute()
+
+    async def begin_commit(
+        self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
+    ) -> Awaitable[None]:
+        if self._begin_transaction is None:
+            await self.commit(orders, fills, balances)
+            return _done()
+        return await self._begin_transaction(self._commands(orders, fills, balances))  # type: ignore[return-value]
+
+    def _commands(
+        self, orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
+    ) -> list[list[Any]]:
+        encoded, fill_texts, balances_text = _encoded(orders, fills, balances)
+        commands: list[list[Any]] = []
+        if encoded:
+            commands.append(["HSET", self._orders_key, *[x for kv in encoded.items() for x in kv]])
+        if fill_texts:
+            commands.append(["RPUSH", self._fills_key, *fill_texts])
+        commands.append(["SET", self._balances_key, balances_text])
+        return commands
+
+
+def _encoded(
+    orders: Sequence[Mapping[str, Any]], fills: Sequence[Fill], balances: Mapping[str, float]
+) -> tuple[dict[str, str], list[str], str]:
+    """The JSON text stored for a commit: orders by client order id, fills, balances."""
+    return (
+        {_client_id(o): json.dumps(o, allow_nan=False) for o in orders},
+        [json.dumps(fill_to_dict(f), allow_nan=False) for f in fills],
+        json.dumps(dict(balances), allow_nan=False),
+    )
