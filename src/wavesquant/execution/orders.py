@@ -17,6 +17,7 @@ Rules beyond the table:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
@@ -161,7 +162,12 @@ class IllegalTransition(Exception):
 def _shallow_dict(obj: Any) -> dict[str, Any]:
     """A flat dataclass as a dict (dataclasses.asdict deep-copies, which costs more than it is worth on the
     order path; enums are str subclasses and serialise as their values)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def request_to_dict(request: OrderRequest) -> dict[str, Any]:
