@@ -35,7 +35,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.bus.rawconn import Connector, HandshakeError, RespConnection, open_connection, tcp_connector
 from wavesquant.bus.redis_sub import RedisSubscription, backoff_delays
-from wavesquant.bus.resp import encode_publishes, pack_command, parse_redis_url, publish_header, xadd_header
+from wavesquant.bus.resp import (
+    encode_publishes,
+    encode_xack,
+    pack_command,
+    parse_redis_url,
+    publish_header,
+    xack_header,
+    xadd_header,
+)
 from wavesquant.core.clock import Clock
 from wavesquant.messages import ROUTES, Channel, Envelope, Transport, encode
 
@@ -116,6 +124,7 @@ class RedisBus(Bus):
         self._xconn_lock = asyncio.Lock()
         self._readers: dict[tuple[str, str, str], RespConnection] = {}  # (stream, group, consumer) -> conn
         self._xadd_headers: dict[str, bytes] = {}  # stream -> "XADD key MAXLEN ~ n * d" before the payload
+        self._xack_headers: dict[tuple[str, str], bytes] = {}  # (stream, group) -> "XACK key group"
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
         self._groups: set[tuple[str, str]] = set()
@@ -573,7 +582,10 @@ class RedisBus(Bus):
         connection only means a redelivery, which every consumer handles idempotently."""
         if not entry_ids:
             return
-        packed = [pack_command(b"XACK", self.key(stream), group, *entry_ids)]
+        header = self._xack_headers.get((stream, group))
+        if header is None:
+            header = self._xack_headers[(stream, group)] = xack_header(self.key(stream).encode(), group.encode())
+        packed = [encode_xack(header, list(entry_ids))]
         conn = self._xconn
         if conn is None or not conn.is_open:
             await self._raw_call("xack", packed)  # (re)connects, then waits for this one reply

@@ -36,6 +36,17 @@ def xadd_header(key: bytes, maxlen: int) -> bytes:
     return pack_command(b"XADD", key, b"MAXLEN", b"~", maxlen, b"*", b"d", b"")[: -len(b"$0\r\n\r\n")]
 
 
+def xack_header(key: bytes, group: bytes) -> bytes:
+    """`XACK key group` without its array length (which depends on how many ids follow)."""
+    return pack_command(b"XACK", key, group)[len(b"*3\r\n"):]
+
+
+def encode_xack(header: bytes, entry_ids: list[str] | tuple[str, ...]) -> bytes:
+    """One XACK of `entry_ids` (header from `xack_header`)."""
+    ids = b"".join(b"$%d\r\n%s\r\n" % (len(e), e.encode()) for e in entry_ids)
+    return b"*%d\r\n%s%s" % (3 + len(entry_ids), header, ids)
+
+
 def encode_publishes(items: list[tuple[bytes, bytes]]) -> bytes:
     """Pipelined PUBLISH commands for `(header, payload)` pairs (header from `publish_header`), one buffer."""
     parts: list[bytes] = []

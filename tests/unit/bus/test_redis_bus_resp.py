@@ -5,7 +5,15 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from wavesquant.bus.resp import RedisAddress, encode_publishes, pack_command, parse_redis_url, publish_header
+from wavesquant.bus.resp import (
+    RedisAddress,
+    encode_publishes,
+    encode_xack,
+    pack_command,
+    parse_redis_url,
+    publish_header,
+    xack_header,
+)
 
 
 def parse_all(wire: bytes) -> list[object]:
@@ -61,3 +69,9 @@ def test_handshake_auths_before_naming_and_describe_hides_password() -> None:
     ]
     assert parse_redis_url("redis://h").handshake("n") == [pack_command("CLIENT", "SETNAME", "n")]
     assert "secret" not in addr.describe()
+
+
+def test_encode_xack_matches_hiredis() -> None:
+    header = xack_header(b"wq:orders", b"execution")
+    for ids in (["1-0"], ["1700000000000-0", "1700000000000-1", "1700000000001-12"]):
+        assert encode_xack(header, ids) == hiredis.pack_command(("XACK", "wq:orders", "execution", *ids))
