@@ -39,6 +39,17 @@ def _ignore_lost(conn: RespConnection, exc: Exception | None) -> None:
     return None
 
 
+class _Request:
+    """The replies one `request` is waiting for: its future resolves once all have arrived."""
+
+    __slots__ = ("future", "replies", "remaining")
+
+    def __init__(self, future: asyncio.Future[list[Any]], n: int) -> None:
+        self.future = future
+        self.replies: list[Any] = []
+        self.remaining = n
+
+
 class RespConnection(asyncio.Protocol):
     """One RESP2 connection. Replies to commands sent with `call` resolve their futures in order; every other
     complete reply is handed to `on_replies` in one list per chunk of bytes received."""
@@ -49,7 +60,7 @@ class RespConnection(asyncio.Protocol):
         self.on_lost: LostHandler = _ignore_lost
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
-        self._waiters: deque[asyncio.Future[Any] | None] = deque()
+        self._waiters: deque[_Request | None] = deque()  # None: the reply to a `send`, not awaited
         self._writable = asyncio.Event()
         self._writable.set()
         self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
@@ -63,12 +74,20 @@ class RespConnection(asyncio.Protocol):
         reader.feed(data)
         replies: list[Any] = []
         try:
+            waiters = self._waiters
             reply = reader.gets()
             while reply is not False:
-                if self._waiters:
-                    fut = self._waiters.popleft()
-                    if fut is not None and not fut.done():  # None: the reply to a `send`, not awaited
-                        fut.set_result(reply)
+                if waiters:
+                    request = waiters[0]
+                    if request is None:
+                        waiters.popleft()
+                    else:
+                        request.replies.append(reply)
+                        request.remaining -= 1
+                        if not request.remaining:
+                            waiters.popleft()
+                            if not request.future.done():
+                                request.future.set_result(request.replies)
                 else:
                     replies.append(reply)
                 reply = reader.gets()
@@ -89,9 +108,9 @@ class RespConnection(asyncio.Protocol):
         self._transport = None
         self._writable.set()
         while self._waiters:
-            fut = self._waiters.popleft()
-            if fut is not None and not fut.done():
-                fut.set_exception(ConnectionError(f"{self.name}: connection lost"))
+            request = self._waiters.popleft()
+            if request is not None and not request.future.done():
+                request.future.set_exception(ConnectionError(f"{self.name}: connection lost"))
         if not self.closed.done():
             self.closed.set_result(exc)
         self.on_lost(self, exc)
@@ -127,11 +146,13 @@ class RespConnection(asyncio.Protocol):
     def request(self, commands: Sequence[bytes]) -> asyncio.Future[list[Any]]:
         """Send commands in one write now and return a future of their replies, in order: the caller may go
         on writing (later writes on this connection reach Redis after these) before it awaits them."""
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        self._waiters.extend(futures)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if not commands:
+            future.set_result([])
+            return future
         self.write(b"".join(commands))
-        return asyncio.gather(*futures)
+        self._waiters.append(_Request(future, len(commands)))
+        return future
 
     def send(self, commands: Sequence[bytes]) -> None:
         """Send commands whose replies nobody awaits (e.g. XACK), on a connection also used with `call`:

@@ -125,6 +125,7 @@ class RedisBus(Bus):
         self._readers: dict[tuple[str, str, str], RespConnection] = {}  # (stream, group, consumer) -> conn
         self._xadd_headers: dict[str, bytes] = {}  # stream -> "XADD key MAXLEN ~ n * d" before the payload
         self._xack_headers: dict[tuple[str, str], bytes] = {}  # (stream, group) -> "XACK key group"
+        self._xreadgroup_commands: dict[tuple[str, str, str, int, int], list[bytes]] = {}  # packed once
         self._pub_task: asyncio.Task[None] | None = None
         self._subs: set[RedisSubscription] = set()
         self._groups: set[tuple[str, str]] = set()
@@ -169,13 +170,15 @@ class RedisBus(Bus):
         `retry_timeout_s`; then raise BusUnavailableError. Other errors (wrong type, ...) propagate at
         once."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_timeout_s
-        delays = backoff_delays(cap=1.0)
+        deadline: float | None = None  # set on the first failure: the common path costs one call
+        delays = None
         while True:
             try:
                 result = await fn()
             except _RETRYABLE as exc:
                 self.mark_down("redis")
+                if deadline is None or delays is None:
+                    deadline, delays = loop.time() + self.retry_timeout_s, backoff_delays(cap=1.0)
                 delay = next(delays)
                 if loop.time() + delay > deadline:
                     raise BusUnavailableError(
@@ -458,10 +461,14 @@ class RedisBus(Bus):
         stream = str(stream)
         key = self.key(stream)
         block = min(block_ms, MAX_BLOCK_MS) if block_ms > 0 else 0
-        args: list[bytes | str | int] = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count]
-        if block:
-            args += [b"BLOCK", block]
-        packed = [pack_command(*args, b"STREAMS", key, b">")]
+        packed = self._xreadgroup_commands.get((key, group, consumer, count, block))
+        if packed is None:
+            args: list[bytes | str | int] = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", count]
+            if block:
+                args += [b"BLOCK", block]
+            packed = self._xreadgroup_commands[(key, group, consumer, count, block)] = [
+                pack_command(*args, b"STREAMS", key, b">")
+            ]
         try:
             await self._ensure_group(key, group)
             (reply,) = await self._reader_call((key, group, consumer), packed, block / 1000)
