@@ -2,8 +2,9 @@
 
 All seven agents run as separate OS processes (`wq agent run NAME`) over the real Redis, as in production.
 The benchmark-only `tick_probe` strategy turns every tick into a small market order, so every tick travels
-the whole path: data_feeds -> strategy_engine -> core -> risk -> execution -> execution report. Latency is
-measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the fill report's
+the whole path: data_feeds -> strategy_engine -> risk -> execution -> execution report (the probe signal is
+HFT tier: risk takes it directly, core records its lifecycle beside it; every other agent runs as usual).
+Latency is measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the fill report's
 creation in execution ("fill made") and to the moment this script reads it from the stream ("fill read", which
 adds this reader's own stream read); all processes share the machine's clock.
 

@@ -1,6 +1,9 @@
 """core: routes signals by type and tier, keeps every trade signal's lifecycle (event-sourced in the event
 log, rebuilt from it on start), watches heartbeats and reports agents that go silent, and coordinates
-learning by turning finished signals into per-strategy learning updates."""
+learning by turning finished signals into per-strategy learning updates.
+
+Routing: a FAST or slower trade signal becomes an order intent for risk; an HFT-tier one goes to risk
+directly (risk takes it off its channel) and core only records it."""
 
 from __future__ import annotations
 
