@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import signal
 from collections.abc import Sequence
@@ -52,6 +53,15 @@ def install_event_loop_policy() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def freeze_startup_heap() -> None:
+    """For a process that runs one Runtime for its life (`wq agent run`, `wq run`): take everything allocated
+    at start-up (imported modules, pydantic schemas, ccxt, config: ~240k objects) out of the cyclic garbage
+    collector's reach. A full collection scanned them all every time (~0.1 s on the 2-core CI machine, a
+    latency spike on every agent); they are still freed by reference counting if they ever go."""
+    gc.collect()
+    gc.freeze()
 
 
 class Runtime:
