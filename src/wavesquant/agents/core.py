@@ -32,6 +32,7 @@ from wavesquant.types import SignalState
 
 SIGNAL_CHANNELS = (Channel.HFT_SIGNALS, Channel.FAST_SIGNALS, Channel.TACTICAL_SIGNALS, Channel.STRATEGIC_SIGNALS)
 MAX_EARLY_OUTCOMES = 10_000
+ADOPT_AFTER_MS = 2_000  # an outcome whose signal core has not seen by then: core missed the signal
 
 
 class CoreAgent(Agent):
@@ -47,8 +48,8 @@ class CoreAgent(Agent):
         self._pending_events: list[Envelope] = []
         self._learned_fills: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         # decisions and reports that overtook their signal (an HFT signal reaches risk and core at once):
-        # signal id -> outcomes in arrival order, applied when the signal arrives
-        self._early: OrderedDict[str, list[RiskDecision | ExecutionReport]] = OrderedDict()
+        # signal id -> (first seen ms, outcomes in arrival order), applied when the signal arrives
+        self._early: OrderedDict[str, tuple[int, list[RiskDecision | ExecutionReport]]] = OrderedDict()
         self.on(SIGNAL_CHANNELS, self.route_signals)
         self.on([Channel.HEARTBEATS], self.watch_heartbeats)
         self.consume(Channel.RISK_DECISIONS, self.on_risk_decisions)
@@ -94,7 +95,7 @@ class CoreAgent(Agent):
                 self._record(self.book.advance(msg.msg_id, SignalState.EVALUATING, now_ms, "sent to risk"))
             arrived.append(msg.msg_id)
         for signal_id in arrived:
-            for outcome in self._early.pop(signal_id, ()):
+            for outcome in self._early.pop(signal_id, (0, []))[1]:
                 self._apply_outcome(outcome, now_ms)
         # intents first: they are fire-and-forget pub/sub and on the latency path; the lifecycle events then
         # wait for their stream write (the bus writes streams before pub/sub within one call)
@@ -124,7 +125,7 @@ class CoreAgent(Agent):
             known = self.book.by_client_order_id(msg.client_order_id)
         if known is None:
             if signal_id:
-                self._early.setdefault(signal_id, []).append(msg)
+                self._early.setdefault(signal_id, (now_ms, []))[1].append(msg)
                 while len(self._early) > MAX_EARLY_OUTCOMES:
                     self._early.popitem(last=False)
                     self.counters["early_outcomes_dropped"] += 1
@@ -153,8 +154,30 @@ class CoreAgent(Agent):
         self._record(self.book.advance(known.signal_id, target, now_ms, why))
 
     async def expire_signals(self) -> None:
-        self._record(self.book.expire_due(self.clock.now_ms()))
+        now_ms = self.clock.now_ms()
+        self._record(self.book.expire_due(now_ms))
+        self._adopt_orphans(now_ms)
         await self._flush_events()
+
+    def _adopt_orphans(self, now_ms: int) -> None:
+        """Outcomes whose signal never reached core (a pub/sub gap while risk got it): record the signal from
+        what its order says, so every order still has a complete lifecycle."""
+        while self._early:
+            signal_id, (seen_ms, outcomes) = next(iter(self._early.items()))
+            if now_ms - seen_ms < ADOPT_AFTER_MS:
+                return
+            del self._early[signal_id]
+            first = outcomes[0]
+            if isinstance(first, RiskDecision):
+                strategy_id, symbol, coid = first.order.strategy_id, first.order.symbol, first.order.client_order_id
+            else:
+                strategy_id, symbol, coid = first.strategy_id, first.symbol, first.client_order_id
+            self._record(self.book.generate(signal_id, "unknown", now_ms, None, strategy_id, symbol, coid))
+            self._record(self.book.advance(signal_id, SignalState.EVALUATING, now_ms, "signal not seen by core"))
+            for outcome in outcomes:
+                self._apply_outcome(outcome, now_ms)
+            self.counters["signals_adopted"] += 1
+            self.log.warning("signal_adopted", signal_id=signal_id, strategy_id=strategy_id, symbol=symbol)
 
     # lifecycle events ------------------------------------------------------------------------------------
     def _record(self, transitions: list[SignalTransition], expires_at_ms: int | None = None) -> None:

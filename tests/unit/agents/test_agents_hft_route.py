@@ -77,3 +77,25 @@ async def test_a_decision_that_overtakes_its_signal_is_applied_when_the_signal_a
     await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
                 and s.state is SignalState.APPROVED)
     assert await run == 0
+
+
+async def test_outcomes_of_a_signal_core_never_saw_give_it_a_lifecycle(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A pub/sub gap can lose the signal at core while risk got it: its order still gets a lifecycle."""
+    from wavesquant.agents import core as core_module
+
+    monkeypatch.setattr(core_module, "ADOPT_AFTER_MS", 100)
+    bus = EmbeddedBus(clock=LiveClock())
+    await bus.start()
+    rt = Runtime(Settings(), ["core"], bus=bus)
+    run = asyncio.create_task(rt.run(1.0))
+    await asyncio.sleep(0.1)
+    signal = probe(time.time_ns())  # never published: core misses it
+    await bus.publish(RiskDecision.create(source="risk", ts_ns=time.time_ns(), order=signal.order_spec(),
+                                          approved=True))
+    core = rt.agent("core")
+    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
+                and s.state is SignalState.APPROVED)
+    tracked = core.book.get(signal.msg_id)  # type: ignore[attr-defined]
+    assert tracked.strategy_id == "probe" and tracked.client_order_id == signal.order_spec().client_order_id
+    assert core.counters["signals_adopted"] == 1
+    assert await run == 0
