@@ -373,15 +373,6 @@ class RedisBus(Bus):
         return outcome()
 
     async def _raw_call(self, op: str, packed: list[bytes]) -> list[Any]:
-        conn = self._xconn
-        if conn is not None and conn.is_open and "redis" not in self._down:  # the hot path: no retry wrapper
-            try:
-                return await conn.call(packed, self.connect_timeout_s)
-            except (ConnectionError, OSError, TimeoutError):
-                conn.abort()
-                if self._xconn is conn:
-                    self._xconn = None  # and on to the retrying path below (at-least-once, as documented)
-
         async def run() -> list[Any]:
             conn = self._xconn
             if conn is None or not conn.is_open:
@@ -497,18 +488,6 @@ class RedisBus(Bus):
     async def _reader_call(self, who: tuple[str, str, str], packed: list[bytes], block_s: float) -> list[Any]:
         """One call on the consumer's own reader connection. A call that does not complete (timeout,
         cancellation, lost connection) drops the connection, so no late reply can be matched to a later call."""
-        conn = self._readers.get(who)
-        if conn is not None and conn.is_open and "redis" not in self._down:  # the hot path: no retry wrapper
-            try:
-                return await conn.call(packed, block_s + self.connect_timeout_s)
-            except _RETRYABLE:
-                conn.abort()
-                self._readers.pop(who, None)  # and on to the retrying path below
-            except BaseException:
-                conn.abort()
-                self._readers.pop(who, None)
-                raise
-
         async def run() -> list[Any]:
             conn = self._readers.get(who)
             if conn is None or not conn.is_open:
