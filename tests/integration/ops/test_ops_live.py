@@ -20,23 +20,20 @@ import typer
 from typer.testing import CliRunner, Result
 
 from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
+from support.event_log_flow import EventLogFlow
 from wavesquant.bus.redis_bus import RedisBus
-from wavesquant.execution.orders import Accepted, FillEvent, Order, OrderEvent, request_to_dict
-from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest
+from wavesquant.execution.orders import Accepted
 from wavesquant.messages import (
     CancelOrder,
     Envelope,
     ExecutionReport,
-    OrderTransition,
     RiskAlert,
     SignalEvent,
     decode,
     encode,
 )
-from wavesquant.messages.orders import ReportKind
 from wavesquant.ops.queries import describe
-from wavesquant.types import Liquidity, OrderType, Side
+from wavesquant.types import Side
 from wavesquant.types import SignalState as S
 
 pytestmark = pytest.mark.redis
@@ -73,61 +70,18 @@ def wait_until(probe: Callable[[], T], timeout: float, what: str) -> T:
         time.sleep(0.05)
 
 
-class Flow:
-    """Event-log messages as execution and core write them."""
-
-    def __init__(self) -> None:
-        self.msgs: list[Envelope] = []
-        self.now = T0
-        self.strategy: dict[str, str] = {}
-
-    def _msg(self, cls: type[Envelope], source: str = "execution", **fields: object) -> Envelope:
-        self.now += 1
-        return cls.create(source=source, ts_ns=self.now * 1_000_000, **fields)
-
-    def new(self, coid: str, side: Side, qty: float, strategy: str, limit: float | None = None) -> Order:
-        req = OrderRequest(coid, "BTC/USDT", side, OrderType.LIMIT if limit else OrderType.MARKET, qty, limit,
-                           strategy_id=strategy, ts_ms=self.now)
-        self.strategy[coid] = strategy
-        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition={}, request=request_to_dict(req),
-                                   strategy_id=strategy, signal_id=f"sig-{coid}"))
-        return Order(request=req, created_ts_ms=self.now)
-
-    def apply(self, order: Order, event: OrderEvent, kind: ReportKind) -> None:
-        t = order.apply(event, self.now + 1)
-        assert t is not None
-        coid = order.client_order_id
-        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition=t.to_dict(),
-                                   strategy_id=self.strategy[coid], signal_id=f"sig-{coid}"))
-        fill = event.fill if isinstance(event, FillEvent) else None
-        self.msgs.append(self._msg(ExecutionReport, **report_fields(order, kind, "paper", fill),
-                                   strategy_id=self.strategy[coid], signal_id=f"sig-{coid}"))
-
-    def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float) -> None:
-        f = Fill(order.client_order_id, order.venue_order_id or "", fill_id, order.symbol, order.side, qty, price,
-                 fee, "USDT", Liquidity.TAKER, self.now)
-        self.apply(order, FillEvent(f), "fill")
-
-    def signal(self, sid: str, *states: S) -> None:
-        prev: S | None = None
-        for state in states:
-            self.msgs.append(self._msg(SignalEvent, source="core", signal_id=sid, signal_type="trend_signal",
-                                       strategy_id="trend_a", symbol="BTC/USDT", from_state=prev, to_state=state))
-            prev = state
-
-
-def trading_day() -> Flow:
+def trading_day() -> EventLogFlow:
     """trend_a buys 1 @ 100 and sells 1 @ 104 (fees 0.05 each); mr_b has a resting limit buy, half filled."""
-    f = Flow()
+    f = EventLogFlow(T0)
     f.signal("sig-b1", S.GENERATED, S.EVALUATING, S.APPROVED, S.EXECUTING, S.EXECUTED)
     f.signal("sig-late", S.GENERATED, S.EVALUATING)
-    buy = f.new("b1", Side.BUY, 1.0, "trend_a")
+    buy = f.new("b1", Side.BUY, 1.0, "trend_a", signal="sig-b1")
     f.apply(buy, Accepted("v1"), "ack")
     f.fill(buy, "x1", 1.0, 100.0, 0.05)
-    sell = f.new("s1", Side.SELL, 1.0, "trend_a")
+    sell = f.new("s1", Side.SELL, 1.0, "trend_a", signal="sig-s1")
     f.apply(sell, Accepted("v2"), "ack")
     f.fill(sell, "x2", 1.0, 104.0, 0.05)
-    rest = f.new("r1", Side.BUY, 2.0, "mr_b", limit=95.0)
+    rest = f.new("r1", Side.BUY, 2.0, "mr_b", limit=95.0, signal="sig-r1")
     f.apply(rest, Accepted("v3"), "ack")
     f.fill(rest, "x3", 1.0, 95.0, 0.0)
     return f
@@ -189,9 +143,9 @@ def test_journal_sync_and_report_over_redis(app: typer.Typer, redis_url: str, re
     assert result.exit_code == 0, result.output
     assert "3 new fills" in result.stdout and "3 orders and 3 fills in total" in result.stdout
 
-    more = Flow()
+    more = EventLogFlow(T0)
     more.now = flow.now + 10
-    late = more.new("s2", Side.SELL, 1.0, "mr_b")
+    late = more.new("s2", Side.SELL, 1.0, "mr_b", signal="sig-s2")
     more.apply(late, Accepted("v9"), "ack")
     more.fill(late, "x4", 1.0, 97.0, 0.0)
     publish(redis_url, redis_prefix, more.msgs)

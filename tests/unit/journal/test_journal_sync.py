@@ -6,80 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from support.event_log_flow import EventLogFlow
 from wavesquant.bus.embedded import EmbeddedBus
-from wavesquant.execution.orders import (
-    Accepted,
-    Canceled,
-    CancelRequested,
-    FillEvent,
-    Order,
-    OrderEvent,
-    Submitted,
-    request_to_dict,
-)
-from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest
+from wavesquant.execution.orders import Accepted, Canceled, CancelRequested, Submitted
 from wavesquant.journal.store import TradeJournal
 from wavesquant.journal.sync import SyncStats, next_entry_id, sync_journal
-from wavesquant.messages import Channel, Envelope, ExecutionReport, OrderTransition, SignalEvent
-from wavesquant.messages.orders import ReportKind
-from wavesquant.types import Liquidity, OrderType, Side, SignalState
-
-T0 = 1_700_000_000_000
+from wavesquant.messages import Channel, Envelope, ExecutionReport, OrderTransition
+from wavesquant.types import Side, SignalState
 
 
-class Flow:
-    """Writes the event-log messages execution writes: the order's first transition with its request, one
-    transition per state-machine event, and execution reports."""
-
-    def __init__(self) -> None:
-        self.msgs: list[Envelope] = []
-        self.now = T0
-        self.meta: dict[str, tuple[str, str]] = {}
-
-    def _msg(self, cls: type[Envelope], **fields: object) -> Envelope:
-        return cls.create(source="execution", ts_ns=self.now * 1_000_000, **fields)
-
-    def new(self, coid: str, side: Side = Side.BUY, qty: float = 1.0, symbol: str = "BTC/USDT",
-            strategy: str = "trend_a", signal: str = "sig-1", limit: float | None = None) -> Order:
-        self.now += 1
-        req = OrderRequest(coid, symbol, side, OrderType.LIMIT if limit else OrderType.MARKET, qty, limit,
-                           strategy_id=strategy, ts_ms=self.now)
-        self.meta[coid] = (strategy, signal)
-        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition={}, request=request_to_dict(req),
-                                   strategy_id=strategy, signal_id=signal))
-        return Order(request=req, created_ts_ms=self.now)
-
-    def apply(self, order: Order, event: OrderEvent, report: ReportKind | None = None) -> None:
-        self.now += 1
-        t = order.apply(event, self.now)
-        assert t is not None
-        strategy, signal = self.meta[order.client_order_id]
-        self.msgs.append(self._msg(OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict(),
-                                   strategy_id=strategy, signal_id=signal))
-        if report is not None:
-            self.msgs.append(self.report(order, report, event.fill if isinstance(event, FillEvent) else None))
-
-    def report(self, order: Order, kind: ReportKind, fill: Fill | None = None) -> Envelope:
-        strategy, signal = self.meta[order.client_order_id]
-        return self._msg(ExecutionReport, **report_fields(order, kind, "paper", fill), signal_id=signal,
-                         strategy_id=strategy)
-
-    def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float = 0.0) -> None:
-        f = Fill(order.client_order_id, order.venue_order_id or "", fill_id, order.symbol, order.side, qty, price, fee,
-                 "USDT", Liquidity.TAKER, self.now)
-        self.apply(order, FillEvent(f), "fill")
-
-    def signal(self, sid: str, frm: SignalState | None, to: SignalState) -> None:
-        self.now += 1
-        self.msgs.append(SignalEvent.create(source="core", ts_ns=self.now * 1_000_000, signal_id=sid,
-                                            signal_type="trend_signal", from_state=frm, to_state=to))
-
-
-def two_orders() -> Flow:
+def two_orders() -> EventLogFlow:
     """o1: market buy 1 filled in two fills; o2: limit sell accepted then canceled; signal events around."""
-    f = Flow()
-    f.signal("sig-1", None, SignalState.GENERATED)
+    f = EventLogFlow()
+    f.signal("sig-1", SignalState.GENERATED)
     o1 = f.new("o1", qty=1.0)
     f.apply(o1, Submitted())
     f.apply(o1, Accepted("v1"), "ack")
@@ -162,7 +101,7 @@ async def test_fill_reported_twice_is_journaled_once(tmp_path: Path) -> None:
 
 
 async def test_pending_cancel_comes_from_the_transition(tmp_path: Path) -> None:
-    f = Flow()
+    f = EventLogFlow()
     o = f.new("o9", limit=50.0)
     f.apply(o, Accepted("v9"), "ack")
     f.apply(o, CancelRequested())  # no report announces pending_cancel

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from test_ops_queries import Flow, system
+from support.event_log_flow import EventLogFlow
+from test_ops_queries import system
 from typer.testing import CliRunner, Result
 
 import wavesquant.runtime
@@ -171,7 +172,7 @@ def test_journal_report_without_a_journal_is_one_line(app: typer.Typer, tmp_path
 
 
 def test_journal_report_pnl_of_a_closed_round_trip(app: typer.Typer, tmp_path: Path) -> None:
-    f = Flow()
+    f = EventLogFlow()
     buy = f.new("b1", qty=2.0)
     f.apply(buy, Accepted("v1"), "ack")
     f.fill(buy, "x1", 2.0, 100.0, fee=0.2)
@@ -213,7 +214,7 @@ def test_kill_without_ack_fails(app: typer.Typer, bus: EmbeddedBus) -> None:
 
 
 def test_signals_with_real_lifecycle_reasons(app: typer.Typer, bus: EmbeddedBus) -> None:
-    f = Flow()
+    f = EventLogFlow()
     f.signal("sig-x", S.GENERATED, S.EVALUATING, S.EXPIRED)
     o = f.new("ox", limit=10.0, signal="sig-x")
     f.apply(o, Accepted("vx"), "ack")

@@ -6,19 +6,9 @@ import asyncio
 
 import pytest
 
+from support.event_log_flow import T0, EventLogFlow
 from wavesquant.bus.embedded import EmbeddedBus
-from wavesquant.execution.orders import (
-    Accepted,
-    Canceled,
-    CancelRequested,
-    FillEvent,
-    Order,
-    OrderEvent,
-    Submitted,
-    request_to_dict,
-)
-from wavesquant.execution.reports import report_fields
-from wavesquant.execution.venues.base import Fill, OrderRequest
+from wavesquant.execution.orders import Accepted, Canceled, CancelRequested, Submitted
 from wavesquant.messages import (
     Channel,
     ControlCommand,
@@ -29,63 +19,14 @@ from wavesquant.messages import (
     SignalEvent,
     encode,
 )
-from wavesquant.messages.orders import ReportKind
 from wavesquant.ops import queries
 from wavesquant.ops.queries import describe
-from wavesquant.types import Liquidity, OrderStatus, OrderType, Side
+from wavesquant.types import OrderStatus, Side
 from wavesquant.types import SignalState as S
 
-T0 = 1_700_000_000_000
 
-
-class Flow:
-    """The event-log messages execution and core write, made by hand (execution's format, see agents/execution)."""
-
-    def __init__(self) -> None:
-        self.msgs: list[Envelope] = []
-        self.now = T0
-        self.meta: dict[str, tuple[str, str]] = {}
-
-    def _msg(self, cls: type[Envelope], source: str = "execution", **fields: object) -> Envelope:
-        self.now += 1
-        return cls.create(source=source, ts_ns=self.now * 1_000_000, **fields)
-
-    def new(self, coid: str, side: Side = Side.BUY, qty: float = 1.0, symbol: str = "BTC/USDT",
-            strategy: str = "trend_a", signal: str = "sig-1", limit: float | None = None) -> Order:
-        req = OrderRequest(coid, symbol, side, OrderType.LIMIT if limit else OrderType.MARKET, qty, limit,
-                           strategy_id=strategy, ts_ms=self.now)
-        self.meta[coid] = (strategy, signal)
-        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition={}, request=request_to_dict(req),
-                                   strategy_id=strategy, signal_id=signal))
-        return Order(request=req, created_ts_ms=self.now)
-
-    def apply(self, order: Order, event: OrderEvent, report: ReportKind | None = None) -> None:
-        t = order.apply(event, self.now + 1)
-        assert t is not None
-        strategy, signal = self.meta[order.client_order_id]
-        self.msgs.append(self._msg(OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict(),
-                                   strategy_id=strategy, signal_id=signal))
-        if report is not None:
-            fill = event.fill if isinstance(event, FillEvent) else None
-            self.msgs.append(self._msg(ExecutionReport, **report_fields(order, report, "paper", fill),
-                                       signal_id=signal, strategy_id=strategy))
-
-    def fill(self, order: Order, fill_id: str, qty: float, price: float, fee: float = 0.0) -> None:
-        f = Fill(order.client_order_id, order.venue_order_id or "", fill_id, order.symbol, order.side, qty, price,
-                 fee, "USDT", Liquidity.TAKER, self.now)
-        self.apply(order, FillEvent(f), "fill")
-
-    def signal(self, sid: str, *states: S, strategy: str = "trend_a") -> None:
-        prev: S | None = None
-        for state in states:
-            self.msgs.append(self._msg(SignalEvent, source="core", signal_id=sid, signal_type="trend_signal",
-                                       strategy_id=strategy, symbol="BTC/USDT", from_state=prev, to_state=state,
-                                       reason=f"to {state.value}"))
-            prev = state
-
-
-def system() -> Flow:
-    f = Flow()
+def system() -> EventLogFlow:
+    f = EventLogFlow()
     f.signal("sig-1", S.GENERATED, S.EVALUATING, S.APPROVED, S.EXECUTING, S.EXECUTED)
     f.signal("sig-2", S.GENERATED, S.EVALUATING, S.BLOCKED, strategy="mr_b")
     f.signal("sig-3", S.GENERATED, S.EVALUATING)
@@ -151,7 +92,7 @@ async def test_orders_replay_through_the_state_machine() -> None:
 
 
 async def test_order_whose_history_does_not_replay_is_shown_with_its_problem() -> None:
-    f = Flow()
+    f = EventLogFlow()
     o = f.new("bad", qty=1.0)
     f.apply(o, Accepted("v1"), "ack")
     bad = {"ts_ms": T0 + 50, "from_status": "open", "to_status": "filled", "event": "Canceled", "detail": {}}
