@@ -16,14 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import yaml
 
+from support.polling import wait_until
 from wavesquant.config import AGENT_NAMES
 from wavesquant.messages import Envelope, Heartbeat, decode
 
@@ -32,7 +33,6 @@ WQ = Path(sys.executable).parent / "wq"
 if not WQ.is_file():
     WQ = REPO_ROOT / ".venv" / "bin" / "wq"
 
-T = TypeVar("T")
 
 REPLAY_FILE = "ohlcv/binance_BTCUSDT_1m.csv"  # its name gives exchange "binance", symbol BTC/USDT, 1m bars
 SYMBOL = "BTC/USDT"
@@ -96,18 +96,6 @@ def system_settings(replay_csv: Path) -> dict[str, Any]:
         },
         "core": {"silence_timeout_s": 10.0},
     }
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy and return that; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last value: {value!r})")
-        time.sleep(interval)
 
 
 def write_config(path: Path, settings: Mapping[str, Any]) -> Path:

@@ -10,9 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import redis
@@ -21,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
 from support.event_log_flow import EventLogFlow
+from support.polling import wait_until
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.execution.orders import Accepted
 from wavesquant.messages import (
@@ -38,7 +38,6 @@ from wavesquant.types import SignalState as S
 
 pytestmark = pytest.mark.redis
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
 WQ = Path(sys.executable).parent / "wq"
 T0 = int(time.time() * 1000)
@@ -57,17 +56,6 @@ def wq(app: typer.Typer, redis_url: str, prefix: str, *args: str) -> Result:
 
 def rows_of(output: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("│").split("│")] for line in output.splitlines() if line.startswith("│")]
-
-
-def wait_until(probe: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def trading_day() -> EventLogFlow:

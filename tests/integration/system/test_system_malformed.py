@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from support.agents_procs import SYMBOL, AgentSystem, RedisState, wait_until
+from support.agents_procs import SYMBOL, AgentSystem, RedisState
+from support.polling import wait_until
 
 from wavesquant.config import AGENT_NAMES
 from wavesquant.messages import (

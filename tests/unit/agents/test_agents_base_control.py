@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from support.polling import until
 from wavesquant.agents.base import MAX_STREAM_DELIVERIES, Agent
 from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.bus.embedded import EmbeddedBus
@@ -97,14 +98,6 @@ class ProbeAgent(Agent):
         self.expired.append(msg)
 
 
-async def wait_until(cond: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 class Harness:
     def __init__(self) -> None:
         self.clock = RecordingClock(T0)
@@ -120,7 +113,7 @@ class Harness:
         self._tasks.append(asyncio.create_task(self._collect()))
         self._tasks.append(asyncio.create_task(self._collect_heartbeats(self.bus.subscribe([Channel.HEARTBEATS]))))
         self.run_task = asyncio.create_task(self.agent.run())
-        await wait_until(lambda: self.agent.status == "running", "agent running")
+        await until(lambda: self.agent.status == "running", "agent running")
 
     async def _collect(self) -> None:
         async for batch in self.control:
@@ -134,12 +127,12 @@ class Harness:
         request_id = uuid.uuid4().hex
         await self.bus.publish(ControlCommand.create(source="cli", ts_ns=self.clock.now_ns(), target=target,
                                                      command=verb, request_id=request_id))
-        await wait_until(lambda: any(a.request_id == request_id for a in self.acks), f"ack of {verb}")
+        await until(lambda: any(a.request_id == request_id for a in self.acks), f"ack of {verb}")
         return next(a for a in self.acks if a.request_id == request_id)
 
     async def parked(self) -> None:
         """Wait until the stream consumer has noticed the agent is parked (it then sleeps on the clock)."""
-        await wait_until(lambda: CONSUMER_TASK in self.clock.sleeping, "stream consumer parked")
+        await until(lambda: CONSUMER_TASK in self.clock.sleeping, "stream consumer parked")
 
     async def tick(self, until: Callable[[], Any], what: str, step_s: float = 0.06) -> None:
         """Move simulated time in small steps until `until()` holds (or WAIT_S of real time passes)."""
@@ -199,7 +192,7 @@ def order(coid: str, clock: Clock, expires_in_ms: int | None = None, age_ms: int
 
 async def test_starts_running_and_announces_itself(h: Harness) -> None:
     assert h.agent.starts == 1
-    await wait_until(lambda: bool(h.heartbeats), "first heartbeat")
+    await until(lambda: bool(h.heartbeats), "first heartbeat")
     assert h.heartbeats[0].agent == "core" and h.heartbeats[0].status == "running"
     statuses = await h.bus.get_statuses()
     hb = decode(statuses["core"])
@@ -222,7 +215,7 @@ async def test_stop_pause_resume_start_are_acknowledged(h: Harness) -> None:
     assert h.agent.starts == 2  # resuming from pause is not a restart
     assert h.agent.stops == 1
     # every control command is followed by a heartbeat with the new status
-    await wait_until(lambda: h.heartbeats and h.heartbeats[-1].status == "running", "heartbeat after resume")
+    await until(lambda: h.heartbeats and h.heartbeats[-1].status == "running", "heartbeat after resume")
     assert {"stopped", "paused"} <= {hb.status for hb in h.heartbeats}
 
 
@@ -256,7 +249,7 @@ async def test_stopped_agent_discards_pubsub_and_leaves_orders_in_their_stream(h
     await h.parked()
     await h.bus.publish_many([bar(1, h.clock), bar(2, h.clock)])
     await h.bus.publish(order("wq-a", h.clock))
-    await wait_until(lambda: h.agent.counters["discarded_inactive"] == 2, "discarded count")
+    await until(lambda: h.agent.counters["discarded_inactive"] == 2, "discarded count")
     for _ in range(5):  # the parked consumer wakes every 50 ms of clock time, sees it is parked, sleeps again
         await h.clock.advance(0.05)
         await asyncio.sleep(0.01)
@@ -266,9 +259,9 @@ async def test_stopped_agent_discards_pubsub_and_leaves_orders_in_their_stream(h
     await h.command("start")
     await h.tick(lambda: len(h.agent.orders) == 1, "order consumed after start")
     assert h.agent.orders[0].message.order.client_order_id == "wq-a"  # type: ignore[attr-defined]
-    await wait_until(lambda: h.pending() == {}, "order acked")
+    await until(lambda: h.pending() == {}, "order acked")
     await h.bus.publish(bar(3, h.clock))
-    await wait_until(lambda: len(h.agent.bars) == 1, "bar after start")
+    await until(lambda: len(h.agent.bars) == 1, "bar after start")
     assert h.agent.bars[0].open_ts_ms == 3  # the discarded ones are gone for good
 
 
@@ -277,7 +270,7 @@ async def test_paused_agent_also_parks(h: Harness) -> None:
     await h.parked()
     await h.bus.publish(bar(1, h.clock))
     await h.bus.publish(order("wq-p", h.clock))
-    await wait_until(lambda: h.agent.counters["discarded_inactive"] == 1, "discarded while paused")
+    await until(lambda: h.agent.counters["discarded_inactive"] == 1, "discarded while paused")
     await h.clock.advance(0.2)
     await asyncio.sleep(0.01)
     assert h.agent.orders == [] and h.pending() == {}
@@ -303,9 +296,9 @@ async def test_handler_exception_is_counted_and_later_messages_still_handled(
         h: Harness, logs: list[dict[str, Any]]) -> None:
     h.agent.fail_bars = {1}
     await h.bus.publish(bar(1, h.clock))
-    await wait_until(lambda: h.agent.counters["errors:handler"] == 1, "handler error counted")
+    await until(lambda: h.agent.counters["errors:handler"] == 1, "handler error counted")
     await h.bus.publish(bar(2, h.clock))
-    await wait_until(lambda: len(h.agent.bars) == 1, "next bar handled")
+    await until(lambda: len(h.agent.bars) == 1, "next bar handled")
     assert h.agent.bars[0].open_ts_ms == 2
     assert h.agent.status == "running"
     assert h.agent.heartbeat().counters["errors:handler"] == 1
@@ -320,12 +313,12 @@ async def test_expired_messages_never_reach_a_handler(h: Harness) -> None:
     await h.bus.publish_many([stale_bar, live_bar, at_expiry])
     await h.bus.publish(order("wq-stale", h.clock, expires_in_ms=-1_000, age_ms=5_000))
     await h.bus.publish(order("wq-live", h.clock))
-    await wait_until(lambda: len(h.agent.orders) == 1 and len(h.agent.bars) == 1, "live messages handled")
-    await wait_until(lambda: h.agent.counters["expired"] == 3, "expired counted")
+    await until(lambda: len(h.agent.orders) == 1 and len(h.agent.bars) == 1, "live messages handled")
+    await until(lambda: h.agent.counters["expired"] == 3, "expired counted")
     assert [b.open_ts_ms for b in h.agent.bars] == [2]
     assert [d.message.order.client_order_id for d in h.agent.orders] == ["wq-live"]  # type: ignore[attr-defined]
     assert sorted(type(m).__name__ for m in h.agent.expired) == ["Bar", "Bar", "NewOrder"]
-    await wait_until(lambda: h.pending() == {}, "expired order acked, never retried")
+    await until(lambda: h.pending() == {}, "expired order acked, never retried")
 
 
 async def test_message_expiring_while_queued_is_dropped(h: Harness) -> None:
@@ -348,22 +341,22 @@ async def test_failing_stream_entry_is_retried_then_dead_lettered(h: Harness) ->
     assert dead[0]["channel"] == "orders"
     assert dead[0]["reason"] == f"handler failed {MAX_STREAM_DELIVERIES + 1} times"
     assert decode(dead[0]["raw"]).order.client_order_id == "wq-bad"  # type: ignore[attr-defined]
-    await wait_until(lambda: h.pending() == {}, "poison acked")
+    await until(lambda: h.pending() == {}, "poison acked")
     await h.bus.publish(order("wq-good", h.clock))  # the consumer goes on
-    await wait_until(lambda: len(h.agent.orders) == 1, "next order handled")
+    await until(lambda: len(h.agent.orders) == 1, "next order handled")
 
 
 async def test_failed_stream_entry_succeeds_on_retry(h: Harness) -> None:
     h.agent.fail_orders = {"wq-flaky"}
     await h.bus.publish(order("wq-flaky", h.clock))
-    await wait_until(lambda: h.agent.counters["errors:stream:orders"] == 1, "first attempt failed")
+    await until(lambda: h.agent.counters["errors:stream:orders"] == 1, "first attempt failed")
     assert h.agent.orders == []
     assert len(h.pending()) == 1  # left pending, not acked
     h.agent.fail_orders = set()
     await h.tick(lambda: len(h.agent.orders) == 1, "retried after reclaim_idle_ms", step_s=0.2)
     assert h.agent.orders[0].deliveries == 2
     assert h.agent.counters["poison:orders"] == 0
-    await wait_until(lambda: h.pending() == {}, "acked after success")
+    await until(lambda: h.pending() == {}, "acked after success")
 
 
 async def test_own_pending_entries_are_handled_first_after_a_restart(logs: list[dict[str, Any]]) -> None:
@@ -377,9 +370,9 @@ async def test_own_pending_entries_are_handled_first_after_a_restart(logs: list[
     agent = ProbeAgent(Settings(), bus, clock)
     task = asyncio.create_task(agent.run())
     try:
-        await wait_until(lambda: len(agent.orders) == 2, "pending entries handled")
+        await until(lambda: len(agent.orders) == 2, "pending entries handled")
         assert [d.deliveries for d in agent.orders] == [2, 2]
-        await wait_until(lambda: not bus._streams["orders"].groups["core"].pending, "acked")
+        await until(lambda: not bus._streams["orders"].groups["core"].pending, "acked")
     finally:
         agent.shutdown()
         await asyncio.wait_for(task, WAIT_S)
@@ -414,6 +407,6 @@ async def test_batch_handling_is_linear_in_the_batch_size(h: Harness, monkeypatc
     bars = [bar(i, h.clock) for i in range(n)]
     monkeypatch.setattr(Bar, "__eq__", counting_eq)
     await h.bus.publish_many(bars)
-    await wait_until(lambda: len(h.agent.bars) == n, "batch handled")
+    await until(lambda: len(h.agent.bars) == n, "batch handled")
     monkeypatch.undo()
     assert comparisons["n"] <= 2 * n, f"{comparisons['n']} message comparisons for a batch of {n}"

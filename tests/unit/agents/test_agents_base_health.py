@@ -4,13 +4,13 @@ degraded while a loop keeps failing or the bus is down, the latest heartbeat kep
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from support.polling import until
 from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus
 from wavesquant.bus.embedded import EmbeddedBus
@@ -50,14 +50,6 @@ class LoopAgent(Agent):
         self.seen.extend(batch)
 
 
-async def wait_until(cond: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def env() -> AsyncIterator[tuple[LoopAgent, EmbeddedBus, SimulatedClock]]:
     with capture_logs():
@@ -67,7 +59,7 @@ async def env() -> AsyncIterator[tuple[LoopAgent, EmbeddedBus, SimulatedClock]]:
         agent = LoopAgent(Settings(), bus, clock)
         task = asyncio.create_task(agent.run())
         try:
-            await wait_until(lambda: agent.status == "running", "running")
+            await until(lambda: agent.status == "running", "running")
             yield agent, bus, clock
         finally:
             agent.shutdown()
@@ -151,13 +143,13 @@ async def test_heartbeats_are_published_and_kept_as_status(env: tuple[LoopAgent,
     task = asyncio.create_task(collect())
     try:
         await advance(clock, 3.0, step_s=0.05)
-        await wait_until(lambda: len(seen) >= 3, "three heartbeats")
+        await until(lambda: len(seen) >= 3, "three heartbeats")
         assert [hb.ts_ns - T0 for hb in seen[:3]] == [1_000_000_000, 2_000_000_000, 3_000_000_000]  # every 1 s
         status = decode((await bus.get_statuses())["core"])
         assert isinstance(status, Heartbeat) and status.ts_ns == T0 + 3_000_000_000
         await advance(clock, 0.5)
         agent.shutdown()
-        await wait_until(lambda: agent.status == "stopped", "stopped")
+        await until(lambda: agent.status == "stopped", "stopped")
     finally:
         await sub.close()
         await asyncio.wait_for(task, WAIT_S)
@@ -226,5 +218,5 @@ async def test_pubsub_queue_depth_is_reported(env: tuple[LoopAgent, EmbeddedBus,
     await bus.publish_many([bar, bar, bar])
     depths = agent.heartbeat().queue_depths  # not handed over yet: the dispatcher has not run
     assert depths["sub1"] == 3
-    await wait_until(lambda: len(agent.seen) == 3, "bars handled")
+    await until(lambda: len(agent.seen) == 3, "bars handled")
     assert agent.heartbeat().queue_depths["sub1"] == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+from support.polling import until
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.config import Settings
 from wavesquant.core.clock import LiveClock
@@ -27,15 +29,13 @@ def tick(ts_ns: int) -> TickBatch:
                             event_ts_ms=[ts_ns // 1_000_000], prices=[60_000.0], sizes=[1.0])
 
 
+def state_of(core: Any, signal_id: str) -> SignalState | None:
+    tracked = core.book.get(signal_id)
+    return tracked.state if tracked is not None else None
+
+
 async def stream(bus: EmbeddedBus, channel: Channel) -> list:
     return [decode(raw) for _, raw in await bus.read_range(channel)]
-
-
-async def until(condition, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it() -> None:
@@ -50,8 +50,7 @@ async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it()
     await bus.publish(signal)
     await bus.publish(signal)  # a repeat: one order only
     core = rt.agent("core")
-    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
-                and s.state is SignalState.APPROVED)
+    await until(lambda: state_of(core, signal.msg_id) is SignalState.APPROVED, "signal approved at core")
     orders = [m for m in await stream(bus, Channel.ORDERS) if isinstance(m, NewOrder)]
     assert [o.order.signal_id for o in orders] == [signal.msg_id]
     assert orders[0].origin_ts_ns == signal.tick_ts_ns
@@ -74,8 +73,7 @@ async def test_a_decision_that_overtakes_its_signal_is_applied_when_the_signal_a
     core = rt.agent("core")
     assert core.book.get(signal.msg_id) is None  # type: ignore[attr-defined]
     await bus.publish(signal)
-    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
-                and s.state is SignalState.APPROVED)
+    await until(lambda: state_of(core, signal.msg_id) is SignalState.APPROVED, "signal approved at core")
     assert await run == 0
 
 
@@ -93,8 +91,7 @@ async def test_outcomes_of_a_signal_core_never_saw_give_it_a_lifecycle(monkeypat
     await bus.publish(RiskDecision.create(source="risk", ts_ns=time.time_ns(), order=signal.order_spec(),
                                           approved=True))
     core = rt.agent("core")
-    await until(lambda: (s := core.book.get(signal.msg_id)) is not None  # type: ignore[attr-defined]
-                and s.state is SignalState.APPROVED)
+    await until(lambda: state_of(core, signal.msg_id) is SignalState.APPROVED, "signal approved at core")
     tracked = core.book.get(signal.msg_id)  # type: ignore[attr-defined]
     assert tracked.strategy_id == "probe" and tracked.client_order_id == signal.order_spec().client_order_id
     assert core.counters["signals_adopted"] == 1
