@@ -15,33 +15,21 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import redis
 import yaml
 
+from support.polling import wait_until
 from wavesquant.messages import Channel, Envelope, Heartbeat, NewOrder, OrderSpec, TickBatch, decode, encode
 from wavesquant.types import OrderType, Side
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WQ = REPO_ROOT / ".venv" / "bin" / "wq"
-T = TypeVar("T")
-
-
-def wait_for(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.01) -> T:
-    """Poll `cond` until it returns something truthy (returned); AssertionError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def write_config(path: Path, sections: dict[str, Any] | None = None) -> Path:
@@ -175,7 +163,7 @@ def wait_running(client: redis.Redis, agent: AgentProcess, timeout: float = 30.0
         hb = heartbeat_of(client, agent.prefix, agent.name)
         return hb if hb is not None and hb.pid == agent.pid and hb.status == "running" else None
 
-    return wait_for(ready, timeout, f"{agent.name} (pid {agent.pid}) to run")
+    return wait_until(ready, timeout, f"{agent.name} (pid {agent.pid}) to run", interval=0.01)
 
 
 # market data ------------------------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ from support.crash_harness import (
     heartbeat_of,
     read_stream,
     sync_redis,
-    wait_for,
     wait_running,
     write_config,
     xadd,
 )
+from support.polling import wait_until
 
 from wavesquant.core.ids import client_order_id
 from wavesquant.messages import (
@@ -117,12 +117,12 @@ def _wait_states(client: redis.Redis, prefix: str, want: dict[str, S], what: str
         states = _states(client, prefix)
         return states if all(states.get(sid) is s for sid, s in want.items()) else None
 
-    return wait_for(reached, 20, what, interval=0.05)
+    return wait_until(reached, 20, what, interval=0.05)
 
 
 def _wait_subscribed(client: redis.Redis, prefix: str) -> None:
     channel = f"{prefix}{Channel.FAST_SIGNALS.value}"
-    wait_for(
+    wait_until(
         lambda: dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) > 0, 20, "core to subscribe"
     )
 
@@ -176,7 +176,7 @@ def test_core_rebuilds_signal_states_after_kill9(redis_url: str, redis_prefix: s
 
         # 1. every signal is known after the restart: re-sent signals are duplicates, none is generated again
         _publish_signals(client, redis_prefix, every)
-        wait_for(
+        wait_until(
             lambda: (
                 (hb := heartbeat_of(client, redis_prefix, "core")) is not None
                 and hb.pid == core.pid

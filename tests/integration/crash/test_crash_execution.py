@@ -37,11 +37,11 @@ from support.crash_harness import (
     read_entries,
     read_stream,
     sync_redis,
-    wait_for,
     wait_running,
     write_config,
     xadd,
 )
+from support.polling import wait_until
 
 from wavesquant.execution.orders import Order, Transition, qty_tol, request_from_dict
 from wavesquant.messages import CancelOrder, Channel, ExecutionReport, NewOrder, OrderTransition
@@ -138,7 +138,7 @@ def _wait_final_reports(client: redis.Redis, prefix: str, n: int) -> dict[str, E
         final = _final_reports(client, prefix)
         return final if len(final) >= n else None
 
-    return wait_for(all_final, 30, f"a final report for each of {n} orders", interval=0.05)
+    return wait_until(all_final, 30, f"a final report for each of {n} orders", interval=0.05)
 
 
 def _fill_reports(client: redis.Redis, prefix: str) -> list[ExecutionReport]:
@@ -258,7 +258,7 @@ def test_orders_reach_the_venue_exactly_once_across_kill9(
         with OrderFeeder(client, redis_prefix, orders, interval_s=0.04, hold_back=40) as feeder:
             records = _kill_at_random_points(client, redis_prefix, ex, rng, kills)
             feeder.release()
-            wait_for(lambda: feeder.done, 30, "all orders to be sent")
+            wait_until(lambda: feeder.done, 30, "all orders to be sent")
         wait_running(client, ex)
         final = _wait_final_reports(client, redis_prefix, n)
         ex.stop()
@@ -369,7 +369,7 @@ def test_resting_limit_orders_and_cancels_survive_kill9(
         with OrderFeeder(client, redis_prefix, stream, interval_s=0.03, hold_back=30) as feeder:
             records = _kill_at_random_points(client, redis_prefix, ex, rng, kills)
             feeder.release()
-            wait_for(lambda: feeder.done, 30, "all commands to be sent")
+            wait_until(lambda: feeder.done, 30, "all commands to be sent")
         for c in tail:
             xadd(client, redis_prefix, Channel.ORDERS, c)
         wait_running(client, ex)
@@ -412,7 +412,7 @@ def test_market_order_sent_while_execution_was_down_fills(
     with sync_redis(redis_url) as client, Supervisor(redis_url, redis_prefix, tmp_path) as sup:
         ex = _start(sup, client, tmp_path)
         with TickFeeder(client, redis_prefix, PRICES, interval_s=0.02) as ticks:
-            wait_for(lambda: ticks.sent >= 5, 10, "ticks")
+            wait_until(lambda: ticks.sent >= 5, 10, "ticks")
             xadd(client, redis_prefix, Channel.ORDERS, new_order("before-crash", "BTC/USDT", Side.BUY, 0.01))
             first = _wait_final_reports(client, redis_prefix, 1)
         assert first["before-crash"].status is OrderStatus.FILLED  # the venue had prices before the crash
