@@ -42,6 +42,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from bench_bus import quiet_logs  # noqa: E402
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.messages import (
     Channel,
@@ -62,14 +63,6 @@ REPO = Path(__file__).resolve().parents[1]
 WQ = REPO / ".venv" / "bin" / "wq"
 SYMBOL, PRICE = "BTC/USDT", 60_000.0
 TARGET_MS = 100.0
-
-
-def quiet_logs() -> None:
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 # processes --------------------------------------------------------------------------------------------------

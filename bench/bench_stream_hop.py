@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bench_bus import quiet_logs, run_loop  # noqa: E402
+from bench_latency import cleanup  # noqa: E402
 
 from wavesquant.bus.redis_bus import RedisBus  # noqa: E402
 from wavesquant.messages import Channel, ExecutionReport  # noqa: E402
@@ -112,15 +113,6 @@ def run(url: str, rate: float, entries: int) -> dict[str, float]:
     n = len(latencies)
     return {"rate": rate, "entries": n, "cpu_us": cpu / max(n - 1, 1) * 1e6, "per_read": n / max(reads, 1),
             "p50": latencies[n // 2], "p99": latencies[min(n - 1, int(n * 0.99))]}
-
-
-def cleanup(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def main() -> None:
