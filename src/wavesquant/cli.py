@@ -78,7 +78,7 @@ def run(
     if live:
         _confirm_live(settings)
     _configure_logging(settings)
-    from wavesquant.runtime import Runtime, freeze_startup_heap
+    from wavesquant.runtime import Runtime
     from wavesquant.summary import print_summary
 
     async def main() -> int:
@@ -86,7 +86,7 @@ def run(
             rt = Runtime(settings)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        freeze_startup_heap()
+        rt.own_the_heap()
         code = await rt.run(duration)
         if summary:
             print_summary(rt, out)
@@ -111,14 +111,14 @@ def agent_run(name: str, config: Path | None = ConfigOpt, redis: str | None = Re
             fail("--live only applies to the execution agent (the one that talks to the exchange)")
         _confirm_live(settings)
     _configure_logging(settings)
-    from wavesquant.runtime import Runtime, freeze_startup_heap
+    from wavesquant.runtime import Runtime
 
     async def main() -> int:
         try:
             rt = Runtime(settings, [name])
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        freeze_startup_heap()
+        rt.own_the_heap()
         return await rt.run()
 
     raise typer.Exit(run_async(main))

@@ -77,6 +77,9 @@ class BusSettings(Frozen):
     prefix: str = Field(default="wq:", pattern=r"^[A-Za-z0-9_\-:.]{0,40}$")
     stream_maxlen: int = Field(default=100_000, ge=100)
     event_log_maxlen: int = Field(default=1_000_000, ge=1000)
+    off_path_batch_ms: float = Field(
+        default=5.0, ge=0, le=100,
+        description="consumers off the latency path read at most once per this window (Redis only; 0: at once)")
 
 
 class LoggingSettings(Frozen):
@@ -250,6 +253,14 @@ class HeartbeatSettings(Frozen):
     ttl_s: int = Field(default=10, ge=2)
 
 
+class GcSettings(Frozen):
+    """The garbage collector of agent processes (`wq run`, `wq agent run`; see wavesquant.gc_policy)."""
+
+    full_collection_interval_s: float = Field(
+        default=300.0, ge=0,
+        description="full (cyclic) collections run this often instead of whenever Python decides; 0: Python's own policy")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WQ_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -264,6 +275,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     journal: JournalSettings = Field(default_factory=JournalSettings)
     core: CoreSettings = Field(default_factory=CoreSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
 
     def loop_interval(self, agent: str, loop: str) -> float:
         configured: float | None = getattr(getattr(self, agent).loops, loop)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import signal
 from collections.abc import Sequence
@@ -15,6 +14,12 @@ from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus
 from wavesquant.config import AGENT_NAMES, Settings
 from wavesquant.core.clock import Clock, LiveClock
+from wavesquant.gc_policy import (
+    FullCollectionStats,
+    defer_full_collections,
+    freeze_startup_heap,
+    run_full_collections,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -55,15 +60,6 @@ def install_event_loop_policy() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def freeze_startup_heap() -> None:
-    """For a process that runs one Runtime for its life (`wq agent run`, `wq run`): take everything allocated
-    at start-up (imported modules, pydantic schemas, ccxt, config: ~240k objects) out of the cyclic garbage
-    collector's reach. A full collection scanned them all every time (~0.1 s on the 2-core CI machine, a
-    latency spike on every agent); they are still freed by reference counting if they ever go."""
-    gc.collect()
-    gc.freeze()
-
-
 class Runtime:
     """Builds the bus and agents, runs them until a signal, `stop()` or the duration ends, then shuts down
     gracefully (each agent drains, publishes a final `stopped` heartbeat and cleans up)."""
@@ -75,6 +71,15 @@ class Runtime:
         self.bus = bus or make_bus(settings, self.clock)
         self.agents: list[Agent] = [agent_class(n)(settings, self.bus, self.clock) for n in names]
         self._stop = asyncio.Event()
+        self.full_collections: FullCollectionStats | None = None
+
+    def own_the_heap(self) -> None:
+        """For a process that runs this Runtime for its life (`wq run`, `wq agent run`), not for tests: the
+        garbage-collector policy of wavesquant.gc_policy (frozen start-up heap, scheduled full collections)."""
+        freeze_startup_heap()
+        if self.settings.gc.full_collection_interval_s > 0:
+            defer_full_collections()
+            self.full_collections = FullCollectionStats()
 
     def agent(self, name: str) -> Agent:
         return next(a for a in self.agents if a.name == name)
@@ -91,6 +96,8 @@ class Runtime:
         await self.bus.start()
         tasks = [asyncio.create_task(a.run(), name=f"agent:{a.name}") for a in self.agents]
         waiter = asyncio.create_task(self._stop.wait())
+        collector = None if self.full_collections is None else asyncio.create_task(
+            run_full_collections(self.clock, self.settings.gc.full_collection_interval_s, self.full_collections))
         crashed = False
         try:
             done, _ = await asyncio.wait([waiter, *tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
@@ -108,6 +115,8 @@ class Runtime:
                 for t in stuck:
                     t.cancel()
             waiter.cancel()
+            if collector is not None:
+                collector.cancel()
             try:
                 await asyncio.wait_for(self.bus.close(), SHUTDOWN_TIMEOUT_S)
             except TimeoutError:

@@ -40,6 +40,7 @@ MAX_STREAM_DELIVERIES = 5  # a stream entry whose handler failed this often is d
 class _Subscription:
     channels: tuple[str, ...]
     handler: BatchHandler
+    off_path: bool
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class _StreamConsumer:
     handler: StreamHandler
     reclaim_idle_ms: int
     drop_expired: bool
+    off_path: bool
 
 
 class Agent:
@@ -81,18 +83,29 @@ class Agent:
         tier, _ = LOOPS[self.name][loop_name]
         self._loops.append(TimedLoop(loop_name, tier, self.settings.loop_interval(self.name, loop_name), body))
 
-    def on(self, channels: Iterable[str], handler: BatchHandler) -> None:
-        """Handle batches of messages from pub/sub channels, event-driven."""
-        self._subs.append(_Subscription(tuple(str(c) for c in channels), handler))
+    def on(self, channels: Iterable[str], handler: BatchHandler, off_path: bool = False) -> None:
+        """Handle batches of messages from pub/sub channels, event-driven. `off_path`: see `_batch_window_s`."""
+        self._subs.append(_Subscription(tuple(str(c) for c in channels), handler, off_path))
 
     def consume(self, stream: str, handler: StreamHandler, group: str | None = None, reclaim_idle_ms: int = 5_000,
-                drop_expired: bool = True) -> None:
+                drop_expired: bool = True, off_path: bool = False) -> None:
         """Consume a stream in a consumer group (default: one group per agent). Entries are acked after the
         handler returns; if it raises they stay pending and are retried, dead-lettered after
         MAX_STREAM_DELIVERIES attempts. With `drop_expired=False` the handler also gets expired entries
-        (execution must find out whether an expired order was already sent before a crash)."""
-        self._streams.append(_StreamConsumer(str(stream), group or self.name, handler, reclaim_idle_ms, drop_expired))
+        (execution must find out whether an expired order was already sent before a crash).
+        `off_path`: see `_batch_window_s`."""
+        self._streams.append(_StreamConsumer(str(stream), group or self.name, handler, reclaim_idle_ms, drop_expired,
+                                             off_path))
 
+    def _batch_window_s(self, off_path: bool) -> float:
+        """How long a consumer waits after a batch before it takes the next. A consumer off the latency path
+        (core's lifecycle records, the strategy engine's order outcomes) waits `bus.off_path_batch_ms`, so on
+        Redis it wakes once per window with everything that arrived meanwhile instead of once per message:
+        each wake-up of a process costs more CPU than the message it brings, CPU the latency path needs.
+        On the embedded bus there is no wake-up to save."""
+        if not off_path or self.settings.bus.backend != "redis":
+            return 0.0
+        return self.settings.bus.off_path_batch_ms / 1000
     # hooks for subclasses ----------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Set up state (and rebuild it from the event log / venue where the agent has any)."""
@@ -151,7 +164,8 @@ class Agent:
         for sub in self._subs:
             opened = self.bus.subscribe(sub.channels)
             self._open_subs.append(opened)
-            self._spawn(self._dispatch(opened, sub.handler), f"sub:{','.join(sub.channels)}")
+            self._spawn(self._dispatch(opened, sub.handler, self._batch_window_s(sub.off_path)),
+                        f"sub:{','.join(sub.channels)}")
         for consumer in self._streams:
             self._spawn(self._consume(consumer), f"stream:{consumer.stream}")
         for timed in self._loops:
@@ -197,7 +211,7 @@ class Agent:
         task.set_name(f"{self.name}:{label}")
         self._tasks.append(task)
 
-    async def _dispatch(self, sub: Subscription, handler: BatchHandler) -> None:
+    async def _dispatch(self, sub: Subscription, handler: BatchHandler, window_s: float) -> None:
         async for batch in sub:
             if not self.active:
                 self.counters["discarded_inactive"] += len(batch)
@@ -210,6 +224,8 @@ class Agent:
                         await self._safe(self.on_expired(msg), "on_expired")
             if live:
                 await self._safe(handler(live), "handler")
+            if window_s:
+                await asyncio.sleep(window_s)  # wall time on purpose: it paces wake-ups, not trading time
 
     def _drop_expired(self, batch: Sequence[E]) -> list[E]:
         now = self.clock.now_ms()
@@ -238,6 +254,7 @@ class Agent:
         backoff = 0.05
         next_reclaim_ns = 0
         first = True
+        window_s = self._batch_window_s(c.off_path)
         while True:
             if not self.active:
                 await self.clock.sleep(0.05)
@@ -267,6 +284,8 @@ class Agent:
                 continue
             if deliveries:
                 await self._handle_deliveries(c, deliveries)
+                if window_s:
+                    await asyncio.sleep(window_s)
 
     async def _handle_deliveries(self, c: _StreamConsumer, deliveries: list[Delivery]) -> None:
         poison = [d for d in deliveries if d.deliveries > MAX_STREAM_DELIVERIES]

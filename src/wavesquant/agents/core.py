@@ -50,10 +50,12 @@ class CoreAgent(Agent):
         # decisions and reports that overtook their signal (an HFT signal reaches risk and core at once):
         # signal id -> (first seen ms, outcomes in arrival order), applied when the signal arrives
         self._early: OrderedDict[str, tuple[int, list[RiskDecision | ExecutionReport]]] = OrderedDict()
-        self.on(SIGNAL_CHANNELS, self.route_signals)
+        # HFT trade signals go straight to risk: core only records them, off the latency path, like the outcomes
+        self.on([Channel.HFT_SIGNALS], self.route_signals, off_path=True)
+        self.on([c for c in SIGNAL_CHANNELS if c is not Channel.HFT_SIGNALS], self.route_signals)
         self.on([Channel.HEARTBEATS], self.watch_heartbeats)
-        self.consume(Channel.RISK_DECISIONS, self.on_risk_decisions)
-        self.consume(Channel.EXECUTION_REPORTS, self.on_execution_reports)
+        self.consume(Channel.RISK_DECISIONS, self.on_risk_decisions, off_path=True)
+        self.consume(Channel.EXECUTION_REPORTS, self.on_execution_reports, off_path=True)
         self.loop("signal_routing", self.expire_signals)
         self.loop("agent_health_monitoring", self.check_agent_health)
         self.loop("learning_coordination", self.coordinate_learning)
