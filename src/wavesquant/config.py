@@ -256,9 +256,11 @@ class HeartbeatSettings(Frozen):
 class GcSettings(Frozen):
     """The garbage collector of agent processes (`wq run`, `wq agent run`; see wavesquant.gc_policy)."""
 
+    freeze_interval_s: float = Field(
+        default=10.0, ge=0, le=3600,
+        description="this often, what survived a young collection is frozen; 0: Python's own policy throughout")
     full_collection_interval_s: float = Field(
-        default=300.0, ge=0,
-        description="full (cyclic) collections run this often instead of whenever Python decides; 0: Python's own policy")
+        default=3600.0, ge=0, description="a full collection, frozen objects included, this often; 0: never")
 
 
 class Settings(BaseSettings):

@@ -14,12 +14,7 @@ from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus
 from wavesquant.config import AGENT_NAMES, Settings
 from wavesquant.core.clock import Clock, LiveClock
-from wavesquant.gc_policy import (
-    FullCollectionStats,
-    defer_full_collections,
-    freeze_startup_heap,
-    run_full_collections,
-)
+from wavesquant.gc_policy import CollectionStats, defer_full_collections, freeze_startup_heap, run_collections
 
 log = structlog.get_logger(__name__)
 
@@ -71,15 +66,16 @@ class Runtime:
         self.bus = bus or make_bus(settings, self.clock)
         self.agents: list[Agent] = [agent_class(n)(settings, self.bus, self.clock) for n in names]
         self._stop = asyncio.Event()
-        self.full_collections: FullCollectionStats | None = None
+        self.collections: CollectionStats | None = None
 
     def own_the_heap(self) -> None:
         """For a process that runs this Runtime for its life (`wq run`, `wq agent run`), not for tests: the
-        garbage-collector policy of wavesquant.gc_policy (frozen start-up heap, scheduled full collections)."""
+        garbage-collector policy of wavesquant.gc_policy (frozen start-up heap, survivors frozen on a schedule,
+        rare scheduled full collections)."""
         freeze_startup_heap()
-        if self.settings.gc.full_collection_interval_s > 0:
+        if self.settings.gc.freeze_interval_s > 0:
             defer_full_collections()
-            self.full_collections = FullCollectionStats()
+            self.collections = CollectionStats()
 
     def agent(self, name: str) -> Agent:
         return next(a for a in self.agents if a.name == name)
@@ -96,8 +92,9 @@ class Runtime:
         await self.bus.start()
         tasks = [asyncio.create_task(a.run(), name=f"agent:{a.name}") for a in self.agents]
         waiter = asyncio.create_task(self._stop.wait())
-        collector = None if self.full_collections is None else asyncio.create_task(
-            run_full_collections(self.clock, self.settings.gc.full_collection_interval_s, self.full_collections))
+        gc_settings = self.settings.gc
+        collector = None if self.collections is None else asyncio.create_task(run_collections(
+            self.clock, gc_settings.freeze_interval_s, gc_settings.full_collection_interval_s, self.collections))
         crashed = False
         try:
             done, _ = await asyncio.wait([waiter, *tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)

@@ -1,6 +1,6 @@
-"""The garbage-collector policy of agent processes: full collections only on their schedule, young ones
-automatic, and a Runtime that owns its heap runs the schedule (the process-wide GC state is restored after
-each test)."""
+"""The garbage-collector policy of agent processes: no automatic full collections, survivors frozen on a
+schedule, a rare full collection that reaches frozen objects too, and a Runtime that owns its heap runs it (the
+process-wide GC state is restored after each test)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from wavesquant.config import Settings
 from wavesquant.core.clock import SimulatedClock
-from wavesquant.gc_policy import NEVER, FullCollectionStats, defer_full_collections, run_full_collections
+from wavesquant.gc_policy import NEVER, CollectionStats, defer_full_collections, run_collections
 from wavesquant.runtime import Runtime
 
 
@@ -33,10 +33,10 @@ class _Node:
         self.other: _Node | None = None
 
 
-def _garbage_cycle() -> weakref.ref[_Node]:
+def _cycle() -> tuple[_Node, weakref.ref[_Node]]:
     a, b = _Node(), _Node()
     a.other, b.other = b, a
-    return weakref.ref(a)
+    return a, weakref.ref(a)
 
 
 def test_deferring_keeps_young_collections_and_stops_automatic_full_ones(gc_state: None) -> None:
@@ -45,38 +45,59 @@ def test_deferring_keeps_young_collections_and_stops_automatic_full_ones(gc_stat
     assert gc.get_threshold() == (young, middle, NEVER)
 
 
-async def test_full_collections_run_on_their_schedule_and_free_cycles(gc_state: None) -> None:
-    gc.disable()  # nothing but the scheduled collection may free the cycle
+async def test_survivors_are_frozen_and_the_full_collection_reaches_them(gc_state: None) -> None:
+    gc.disable()  # nothing but the schedule may collect
     clock = SimulatedClock()
-    stats = FullCollectionStats()
-    task = asyncio.create_task(run_full_collections(clock, 60.0, stats))
+    stats = CollectionStats()
+    task = asyncio.create_task(run_collections(clock, 10.0, 60.0, stats))
     try:
-        cycle = _garbage_cycle()
         await asyncio.sleep(0)
-        await clock.advance(59.0)
-        assert stats.runs == 0 and cycle() is not None
-        await clock.advance(1.0)
-        assert stats.runs == 1
-        assert cycle() is None and stats.collected >= 2
-        assert 0 < stats.last_s == stats.max_s
-        await clock.advance(120.0)
-        assert stats.runs == 3
+        young_garbage = _cycle()[1]
+        live, _ = _cycle()
+        await clock.advance(10.0)
+        assert stats.freezes == 1 and stats.full_runs == 0
+        assert young_garbage() is None  # the young collection before the freeze freed it
+        assert not any(o is live for o in gc.get_objects())  # frozen: out of every collection's reach
+
+        frozen_garbage = _cycle()[1]  # garbage that survived into the frozen heap: only a full run frees it
+        holder = [frozen_garbage()]
+        await clock.advance(10.0)
+        holder.clear()
+        assert frozen_garbage() is not None
+        await clock.advance(40.0)  # 60 s: the full collection, frozen objects included
+        assert stats.full_runs == 1 and stats.full_collected >= 2
+        assert frozen_garbage() is None
+        assert 0 < stats.full_last_s == stats.full_max_s
+        assert gc.get_freeze_count() > 0  # the survivors are frozen again
     finally:
         task.cancel()
 
 
-async def test_a_runtime_that_owns_its_heap_runs_the_full_collections(gc_state: None) -> None:
-    rt = Runtime(Settings(gc={"full_collection_interval_s": 0.05}), names=("intelligence",))
+async def test_full_interval_zero_means_never(gc_state: None) -> None:
+    clock = SimulatedClock()
+    stats = CollectionStats()
+    task = asyncio.create_task(run_collections(clock, 10.0, 0.0, stats))
+    try:
+        await asyncio.sleep(0)
+        await clock.advance(100_000.0)
+        assert stats.full_runs == 0 and stats.freezes >= 1
+    finally:
+        task.cancel()
+
+
+async def test_a_runtime_that_owns_its_heap_runs_the_schedule(gc_state: None) -> None:
+    rt = Runtime(Settings(gc={"freeze_interval_s": 0.05, "full_collection_interval_s": 0.2}), names=("intelligence",))
     rt.own_the_heap()
     assert gc.get_threshold()[2] == NEVER
     assert gc.get_freeze_count() > 0
-    assert await rt.run(duration_s=0.4) == 0
-    assert rt.full_collections is not None and rt.full_collections.runs >= 2
+    assert await rt.run(duration_s=0.6) == 0
+    assert rt.collections is not None
+    assert rt.collections.freezes >= 2 and rt.collections.full_runs >= 1
 
 
-def test_interval_zero_leaves_pythons_own_policy(gc_state: None) -> None:
+def test_freeze_interval_zero_leaves_pythons_own_policy(gc_state: None) -> None:
     before = gc.get_threshold()
-    rt = Runtime(Settings(gc={"full_collection_interval_s": 0}), names=())
+    rt = Runtime(Settings(gc={"freeze_interval_s": 0}), names=())
     rt.own_the_heap()
     assert gc.get_threshold() == before
-    assert rt.full_collections is None
+    assert rt.collections is None
