@@ -208,6 +208,8 @@ class PaperVenueSettings(Frozen):
     latency_ms: int = Field(default=0, ge=0, le=10_000)
     balances: dict[str, float] = Field(default_factory=lambda: {"USDT": 100_000.0})
     persist: bool = Field(default=True, description="keep paper orders and fills in Redis (redis bus only)")
+    history: int = Field(default=100_000, ge=100, le=10_000_000,
+                         description="closed orders and fills the paper venue remembers, like an exchange's history")
     markets_file: Path | None = Field(default=None, description="ccxt markets JSON (symbol -> market): tick, lot, "
                                                                 "min size and notional rules per symbol")
 

@@ -278,6 +278,12 @@ class MatchingEngine:
         self._changed, self._new_fills = {}, []
         return changed, fills
 
+    def forget(self, client_order_id: str) -> None:
+        """Drop a closed order (bounded history); an open one is never forgotten."""
+        order = self._orders.get(client_order_id)
+        if order is not None and order.status.is_terminal:
+            del self._orders[client_order_id]
+
     def restore(self, orders: Iterable[PaperOrder]) -> None:
         """Load orders a previous engine knew (e.g. from a store). Market data is not restored."""
         for order in sorted(orders, key=lambda o: o.seq):

@@ -48,16 +48,17 @@ def build_venue(settings: Settings, bus: Bus, clock: Clock) -> Venue:
     cfg = settings.execution
     if cfg.venue == "paper":
         p = cfg.paper
-        store: PaperStore = InMemoryPaperStore()
+        store: PaperStore = InMemoryPaperStore(keep_fills=p.history)
         client: Any = getattr(bus, "client", None)
         if p.persist and client is not None:
             store = RedisPaperStore(client, key_prefix=f"{bus.prefix}paper:",
                                     transaction=getattr(bus, "transaction", None),
-                                    begin_transaction=getattr(bus, "begin_transaction", None))
+                                    begin_transaction=getattr(bus, "begin_transaction", None), keep_fills=p.history)
         engine = MatchingEngine(FeeSchedule(maker=p.maker_fee, taker=p.taker_fee),
                                 rules=load_market_rules(p.markets_file) if p.markets_file else None,
                                 latency_ms=p.latency_ms)
-        return PaperVenue(engine=engine, store=store, starting_balances=p.balances, clock=clock.now_ms)
+        return PaperVenue(engine=engine, store=store, starting_balances=p.balances, clock=clock.now_ms,
+                          history=p.history)
     return build_ccxt_venue(settings, bus)
 
 

@@ -74,7 +74,8 @@ def _order(i: int) -> NewOrder:
 
 
 def _heartbeat(i: int) -> Heartbeat:
-    return Heartbeat.create(source="sender", ts_ns=time.time_ns(), agent="sender", status="running", pid=i, host="h", uptime_s=float(i))
+    return Heartbeat.create(source="sender", ts_ns=time.time_ns(), agent="sender", status="running", pid=i,
+                            host="h", uptime_s=float(i))
 
 
 async def test_off_path_consumers_take_a_window_at_a_time_and_lose_nothing(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -8,6 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wavesquant.execution.matching import FeeSchedule, MatchingEngine
+from wavesquant.execution.orders import fill_to_dict
 from wavesquant.execution.venues.base import (
     Fill,
     OrderNotFound,
@@ -16,7 +18,7 @@ from wavesquant.execution.venues.base import (
     VenueUnavailable,
 )
 from wavesquant.execution.venues.paper import PaperVenue
-from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore, RedisPaperStore
+from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperCommit, PaperStore, RedisPaperStore
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 
 SYM = "BTC/USDT"
@@ -180,9 +182,10 @@ async def test_restart_on_real_redis_through_the_bus_transaction(real_redis: aio
 async def test_real_redis_store_dedups_fills_on_load(real_redis: aioredis.Redis, redis_prefix: str) -> None:
     store = RedisPaperStore(real_redis, redis_prefix)
     fill = Fill("c", "v", "f1", SYM, Side.BUY, 1.0, 100.0, 0.1, "USDT", Liquidity.TAKER, 1)
-    await store.commit([], [fill, fill], {"USDT": 1.0})
+    await store.commit(PaperCommit([], [fill, fill], {"USDT": 1.0}, {SYM: 2.0}))
     snapshot = await store.load()
     assert snapshot.fills == [fill] and snapshot.balances == {"USDT": 1.0} and snapshot.orders == []
+    assert snapshot.positions == {SYM: 2.0}
     assert await real_redis.llen(f"{redis_prefix}fills") == 2  # stored twice, loaded once
 
 
@@ -191,10 +194,10 @@ class _FlakyStore(InMemoryPaperStore):
         super().__init__()
         self.down = False
 
-    async def commit(self, orders: Any, fills: Any, balances: Any) -> None:
+    async def commit(self, change: PaperCommit) -> None:
         if self.down:
             raise RedisConnectionError("down")
-        await super().commit(orders, fills, balances)
+        await super().commit(change)
 
 
 async def test_failed_commit_is_retried_on_next_call() -> None:
@@ -219,9 +222,9 @@ class _DeferredFlakyStore(InMemoryPaperStore):
         super().__init__()
         self.fail_next_outcome = False
 
-    async def begin_commit(self, orders: Any, fills: Any, balances: Any) -> Any:
+    async def begin_commit(self, change: PaperCommit) -> Any:
         if not self.fail_next_outcome:
-            return await super().begin_commit(orders, fills, balances)
+            return await super().begin_commit(change)
         self.fail_next_outcome = False
 
         async def outcome() -> None:
@@ -272,3 +275,54 @@ async def test_settle_later_on_the_bus_connection_lands_before_what_the_bus_writ
         assert (await restarted.fetch_order("m1", SYM)).status is OrderStatus.FILLED  # type: ignore[union-attr]
     finally:
         await bus.close()
+
+
+# --- bounded history: open orders always, the latest `history` closed orders and fills ----------------------
+
+
+async def _trade_past_history(store: PaperStore, history: int = 3, trades: int = 10) -> PaperVenue:
+    venue = PaperVenue(MatchingEngine(FEES), store, {"USDT": 10_000.0}, history=history)
+    await venue.connect()
+    await venue.on_quote(SYM, 1_000, 99.0, 101.0, 1e6, 1e6)
+    await venue.submit(buy_limit("resting", 1.0, 90.0))  # open the whole time: never forgotten
+    for i in range(trades):
+        await venue.submit(OrderRequest(f"m{i}", SYM, Side.BUY, OrderType.MARKET, 0.5))
+    return venue
+
+
+async def _check_bounded(venue: PaperVenue) -> None:
+    assert await venue.fetch_order("resting", SYM) is not None
+    assert [o.client_order_id for o in venue.engine.orders() if o.status.is_terminal] == ["m7", "m8", "m9"]
+    assert await venue.fetch_order("m0", SYM) is None
+    assert [f.client_order_id for f in await venue.fetch_fills()] == ["m7", "m8", "m9"]
+    assert await venue.fetch_positions() == {SYM: 5.0}  # every fill counts, remembered or not
+    assert (await venue.fetch_balances())["BTC"] == 5.0
+
+
+async def test_memory_and_store_keep_open_orders_and_the_latest_closed_ones() -> None:
+    store = InMemoryPaperStore(keep_fills=3)
+    await _check_bounded(await _trade_past_history(store))
+    restarted = PaperVenue(MatchingEngine(FEES), store, {"USDT": 10_000.0}, history=3)
+    await restarted.connect()
+    await _check_bounded(restarted)  # the store forgot the same ones; positions were stored, not summed
+
+
+@pytest.mark.redis
+async def test_redis_store_forgets_what_the_venue_forgot(real_redis: aioredis.Redis, redis_prefix: str) -> None:
+    store = RedisPaperStore(real_redis, redis_prefix, keep_fills=3)
+    await _check_bounded(await _trade_past_history(store))
+    assert sorted(k.decode() for k in await real_redis.hkeys(f"{redis_prefix}orders")) == ["m7", "m8", "m9", "resting"]
+    assert await real_redis.llen(f"{redis_prefix}fills") == 3
+    restarted = PaperVenue(MatchingEngine(FEES), store, {"USDT": 10_000.0}, history=3)
+    await restarted.connect()
+    await _check_bounded(restarted)
+
+
+async def test_a_store_without_positions_sums_them_from_its_fills(fake_redis: Any) -> None:
+    """A store written before positions were stored kept every fill."""
+    fills = [Fill(f"c{i}", "v", f"f{i}", SYM, Side.BUY if i else Side.SELL, 1.0, 100.0, 0.0, "USDT",
+                  Liquidity.TAKER, i) for i in range(3)]
+    await fake_redis.rpush("t:paper:fills", *[json.dumps(fill_to_dict(f)) for f in fills])
+    await fake_redis.set("t:paper:balances", json.dumps({"USDT": 1.0}))
+    venue = await new_venue(RedisPaperStore(fake_redis, "t:paper:"))
+    assert await venue.fetch_positions() == {SYM: 1.0}

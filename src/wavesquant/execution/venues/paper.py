@@ -1,8 +1,11 @@
 """The paper venue: the Venue interface over the MatchingEngine, with state kept in a PaperStore.
 
-Like an exchange, it outlives its clients: every order, fill and balance change is committed to the store (one
-atomic commit per call), and `connect` reloads them, so a restarted venue knows every order it was ever sent and
-never fills one twice. Market data (not persisted) must be fed again after a restart.
+Like an exchange, it outlives its clients: every order, fill, balance and position change is committed to the
+store (one atomic commit per call), and `connect` reloads them, so a restarted venue knows its orders and never
+fills one twice. Like an exchange's order history, its memory is bounded: it remembers every open order and the
+latest `history` closed orders and fills (memory and store stay flat however long it trades; at 1,000 orders/s
+the default 100,000 is over a minute and a half, far beyond any redelivery or order expiry). Market data (not
+persisted) must be fed again after a restart.
 
 Balances use spot semantics: a buy adds base and pays quote, a sell the reverse, fees are paid in the fee
 currency; no funds check is made (balances may go negative). Positions are the signed net base quantity per
@@ -16,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -35,7 +40,7 @@ from wavesquant.execution.venues.base import (
     VenueError,
     VenueUnavailable,
 )
-from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperStore
+from wavesquant.execution.venues.paper_store import DEFAULT_KEEP_FILLS, InMemoryPaperStore, PaperCommit, PaperStore
 
 
 class PaperVenue(Venue):
@@ -46,23 +51,27 @@ class PaperVenue(Venue):
         starting_balances: Mapping[str, float] | None = None,
         clock: Callable[[], int] | None = None,
         name: str = "paper",
+        history: int = DEFAULT_KEEP_FILLS,
     ) -> None:
         self.name = name
         self.engine = engine or MatchingEngine()
-        self._store: PaperStore = store or InMemoryPaperStore()
+        self._store: PaperStore = store or InMemoryPaperStore(keep_fills=history)
         self._starting_balances = dict(starting_balances or {})
         self._clock = clock
         self._event_ts_ms = 0
         self._lock = asyncio.Lock()
         self._connected = False
-        self._fills: list[Fill] = []
+        self._history = history
+        self._fills: deque[Fill] = deque()  # the latest `history`, oldest first; ids in _fill_ids
         self._fill_ids: set[str] = set()
+        self._closed: OrderedDict[str, None] = OrderedDict()  # closed orders remembered, oldest first
         self._balances: dict[str, float] = {}
         self._positions: dict[str, float] = {}
         self._dirty_orders: dict[str, PaperOrder] = {}
         self._unsaved_fills: list[Fill] = []
+        self._forgotten: list[str] = []  # closed orders dropped from memory, not yet from the store
         # commits sent by submit_many(settle_later=True), with what they carry, until `settle` awaits them
-        self._unsettled: list[tuple[Awaitable[None], dict[str, PaperOrder], list[Fill]]] = []
+        self._unsettled: list[tuple[Awaitable[None], _Carried]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -72,12 +81,19 @@ class PaperVenue(Venue):
             if self._connected:
                 return
             snapshot = await self._store.load()
-            self.engine.restore(PaperOrder.from_dict(o) for o in snapshot.orders)
+            orders = [PaperOrder.from_dict(o) for o in snapshot.orders]
+            self.engine.restore(orders)
+            closed = sorted((o for o in orders if o.status.is_terminal), key=lambda o: (o.updated_ts_ms, o.seq))
+            self._closed.update((o.client_order_id, None) for o in closed)
             self._balances = dict(self._starting_balances if snapshot.balances is None else snapshot.balances)
             for fill in snapshot.fills:
-                self._fill_ids.add(fill.fill_id)
-                self._fills.append(fill)
-                self._positions[fill.symbol] = self._positions.get(fill.symbol, 0.0) + fill.side.sign * fill.quantity
+                self._remember_fill(fill)
+            if snapshot.positions is not None:
+                self._positions = dict(snapshot.positions)
+            else:  # a store from before positions were stored kept every fill: sum them
+                for fill in snapshot.fills:
+                    self._add_to_position(fill)
+            self._forget_beyond_history()
             self._connected = True
 
     async def close(self) -> None:
@@ -86,7 +102,7 @@ class PaperVenue(Venue):
         with contextlib.suppress(VenueUnavailable):
             await self.settle()
         async with self._lock:
-            if self._connected and (self._dirty_orders or self._unsaved_fills):
+            if self._connected and (self._dirty_orders or self._unsaved_fills or self._forgotten):
                 with contextlib.suppress(VenueUnavailable):
                     await self._flush()
             self._connected = False
@@ -127,11 +143,11 @@ class PaperVenue(Venue):
         what it carried stays unsaved and goes with the next commit."""
         unsettled, self._unsettled = self._unsettled, []
         failure: Exception | None = None
-        for outcome, orders, fills in unsettled:
+        for outcome, carried in unsettled:
             try:
                 await outcome
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
-                self._keep_unsaved(orders, fills)
+                self._keep_unsaved(carried)
                 failure = failure or exc
         if failure is not None:
             raise VenueUnavailable(f"{self.name}: state not persisted ({failure}); will retry") from failure
@@ -277,38 +293,56 @@ class PaperVenue(Venue):
         changed, fills = self.engine.drain_changes()
         for order in changed:
             self._dirty_orders[order.client_order_id] = order
+            if order.status.is_terminal and order.client_order_id not in self._closed:
+                self._closed[order.client_order_id] = None
         for fill in fills:
             if fill.fill_id in self._fill_ids:
                 continue
-            self._fill_ids.add(fill.fill_id)
-            self._fills.append(fill)
+            self._remember_fill(fill)
             self._unsaved_fills.append(fill)
             self._book(fill)
+        self._forget_beyond_history()
+
+    def _remember_fill(self, fill: Fill) -> None:
+        if len(self._fills) >= self._history:
+            self._fill_ids.discard(self._fills.popleft().fill_id)
+        self._fills.append(fill)
+        self._fill_ids.add(fill.fill_id)
+
+    def _forget_beyond_history(self) -> None:
+        """Closed orders beyond the latest `history` leave memory now and the store with the next commit."""
+        while len(self._closed) > self._history:
+            client_order_id, _ = self._closed.popitem(last=False)
+            self.engine.forget(client_order_id)
+            self._forgotten.append(client_order_id)
 
     async def _commit(self, settle_later: bool = False) -> None:
         """Absorb the engine's changes, then persist everything not yet saved (one atomic store commit)."""
         self._absorb()
-        if self._dirty_orders or self._unsaved_fills:
+        if self._dirty_orders or self._unsaved_fills or self._forgotten:
             await self._flush(settle_later)
 
     async def _flush(self, settle_later: bool = False) -> None:
-        orders, fills = self._dirty_orders, self._unsaved_fills
-        self._dirty_orders, self._unsaved_fills = {}, []
+        carried = _Carried(self._dirty_orders, self._unsaved_fills, self._forgotten)
+        self._dirty_orders, self._unsaved_fills, self._forgotten = {}, [], []
+        change = PaperCommit([o.to_dict() for o in carried.orders.values()], carried.fills, self._balances,
+                             self._positions, carried.forgotten)
         try:
-            outcome = await self._store.begin_commit([o.to_dict() for o in orders.values()], fills, self._balances)
+            outcome = await self._store.begin_commit(change)
             if settle_later:
-                self._unsettled.append((outcome, orders, fills))
+                self._unsettled.append((outcome, carried))
                 return
             await outcome
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._keep_unsaved(orders, fills)
+            self._keep_unsaved(carried)
             raise VenueUnavailable(f"{self.name}: state not persisted ({exc}); will retry") from exc
 
-    def _keep_unsaved(self, orders: dict[str, PaperOrder], fills: list[Fill]) -> None:
+    def _keep_unsaved(self, carried: _Carried) -> None:
         """Put back what a failed commit carried (a newer change of the same order, if any, is kept)."""
-        for client_order_id, order in orders.items():
+        for client_order_id, order in carried.orders.items():
             self._dirty_orders.setdefault(client_order_id, order)
-        self._unsaved_fills[:0] = fills
+        self._unsaved_fills[:0] = carried.fills
+        self._forgotten[:0] = carried.forgotten
 
     def _book(self, fill: Fill) -> None:
         base, quote = split_symbol(fill.symbol)
@@ -316,4 +350,16 @@ class PaperVenue(Venue):
         self._balances[base] = self._balances.get(base, 0.0) + sign * fill.quantity
         self._balances[quote] = self._balances.get(quote, 0.0) - sign * fill.quantity * fill.price
         self._balances[fill.fee_currency] = self._balances.get(fill.fee_currency, 0.0) - fill.fee
-        self._positions[fill.symbol] = self._positions.get(fill.symbol, 0.0) + sign * fill.quantity
+        self._add_to_position(fill)
+
+    def _add_to_position(self, fill: Fill) -> None:
+        self._positions[fill.symbol] = self._positions.get(fill.symbol, 0.0) + fill.side.sign * fill.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class _Carried:
+    """What one store commit carries, to put back if it fails."""
+
+    orders: dict[str, PaperOrder]
+    fills: list[Fill]
+    forgotten: list[str]
