@@ -41,7 +41,8 @@ class IntelligenceAgent(Agent):
         self.top: dict[str, dict[str, float]] = {}  # symbol -> exchange -> latest price
         self.top_dirty = False
         self.on([Channel.MARKET_BARS], self.on_bars)
-        self.on([Channel.MARKET_TICKS], self.on_ticks)
+        # ticks only update the top of book that the arbitrage loop reads every 10 ms: off the latency path
+        self.on([Channel.MARKET_TICKS], self.on_ticks, off_path=True)
         self.loop("arbitrage_intelligence", self.find_arbitrage)
         self.loop("statistical_intelligence", self.find_pair_dislocations)
         self.loop("trend_intelligence", self.assess_trends)
