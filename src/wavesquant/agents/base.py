@@ -98,14 +98,15 @@ class Agent:
                                              off_path))
 
     def _batch_window_s(self, off_path: bool) -> float:
-        """How long a consumer waits after a batch before it takes the next. A consumer off the latency path
-        (core's lifecycle records, the strategy engine's order outcomes) waits `bus.off_path_batch_ms`, so on
-        Redis it wakes once per window with everything that arrived meanwhile instead of once per message:
-        each wake-up of a process costs more CPU than the message it brings, CPU the latency path needs.
-        On the embedded bus there is no wake-up to save."""
+        """How long a consumer waits after a batch before it takes the next. A consumer its agent declared off
+        the latency path (a record or a sampled view, nothing that trades on it at once) waits
+        `bus.off_path_batch_ms`, so on Redis it wakes once per window with everything that arrived meanwhile
+        instead of once per message: each wake-up of a process costs more CPU than the message it brings,
+        CPU the latency path needs. On the embedded bus there is no wake-up to save."""
         if not off_path or self.settings.bus.backend != "redis":
             return 0.0
         return self.settings.bus.off_path_batch_ms / 1000
+
     # hooks for subclasses ----------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Set up state (and rebuild it from the event log / venue where the agent has any)."""

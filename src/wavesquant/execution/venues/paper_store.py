@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -40,7 +40,7 @@ class PaperCommit:
     fills: Sequence[Fill]
     balances: Mapping[str, float]
     positions: Mapping[str, float]
-    forget: Sequence[str] = field(default_factory=tuple)
+    forget: Sequence[str] = ()
 
     def encoded(self) -> tuple[dict[str, str], list[str], str, str]:
         """The JSON text stored: orders by client order id, fills, balances, positions."""
