@@ -70,6 +70,7 @@ LOST_AFTER_NOT_FOUND = 3
 RETRY_START_MS = 200
 RETRY_MAX_MS = 5_000
 KEEP_TERMINAL_MS = 600_000
+MAX_CLOSED_ORDERS = 100_000  # at 1,000 orders/s: 100 s, far beyond any redelivery or order expiry
 
 
 @dataclass(slots=True)
@@ -430,13 +431,11 @@ class ExecutionAgent(Agent):
         await self.flush()
 
     def prune_terminal_orders(self) -> None:
-        """Forget orders that ended long ago (the event log keeps them); bounded memory for a long run."""
-        now = self.clock.now_ms()
-        for order in list(self.tracker):
-            if order.is_terminal and now - order.updated_ts_ms > KEEP_TERMINAL_MS:
-                self.tracker.remove(order.client_order_id)
-                self._backoff.pop(order.client_order_id, None)
-                self.meta.pop(order.client_order_id, None)
+        """Forget orders that ended long ago, or the oldest beyond MAX_CLOSED_ORDERS (the event log keeps
+        them): bounded memory for a long run, and a pass that costs what it removes, not what is kept."""
+        for coid in self.tracker.prune_closed(self.clock.now_ms() - KEEP_TERMINAL_MS, MAX_CLOSED_ORDERS):
+            self._backoff.pop(coid, None)
+            self.meta.pop(coid, None)
 
     async def _check_with_venue(self, order: Order) -> None:
         venue_view = await self.venue.fetch_order(order.client_order_id, order.symbol)

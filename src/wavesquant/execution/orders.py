@@ -17,6 +17,8 @@ Rules beyond the table:
 
 from __future__ import annotations
 
+from collections import deque
+
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -476,6 +478,7 @@ class OrderTracker:
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
         self._live: dict[str, Order] = {}  # not yet seen terminal; pruned lazily (terminal is final)
+        self._closed: deque[tuple[int, str]] = deque()  # (ended ms, id) of terminal orders, as they were seen
 
     def track(self, order: Order) -> Order:
         """Register `order`; if its client order id is already tracked with the same request, return the
@@ -483,7 +486,9 @@ class OrderTracker:
         known = self._orders.get(order.client_order_id)
         if known is None:
             self._orders[order.client_order_id] = order
-            if not order.is_terminal:
+            if order.is_terminal:
+                self._closed.append((order.updated_ts_ms, order.client_order_id))
+            else:
                 self._live[order.client_order_id] = order
             return order
         if known.request != order.request:
@@ -501,7 +506,7 @@ class OrderTracker:
 
     def _live_orders(self) -> list[Order]:
         for coid in [c for c, o in self._live.items() if o.is_terminal]:
-            del self._live[coid]
+            self._closed.append((self._live.pop(coid).updated_ts_ms, coid))
         return list(self._live.values())
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
@@ -511,10 +516,18 @@ class OrderTracker:
     def stuck_orders(self, now_ms: int, creation_timeout_ms: int, cancel_timeout_ms: int) -> list[Order]:
         return [o for o in self._live_orders() if o.stuck(now_ms, creation_timeout_ms, cancel_timeout_ms)]
 
-    def remove(self, client_order_id: str) -> Order | None:
-        """Forget an order (for pruning terminal orders already in the event log)."""
-        self._live.pop(client_order_id, None)
-        return self._orders.pop(client_order_id, None)
+    def prune_closed(self, ended_before_ms: int, keep_at_most: int) -> list[str]:
+        """Forget terminal orders that ended before `ended_before_ms`, and the oldest beyond `keep_at_most`
+        (their transitions are in the event log). Costs what it removes, not what is kept."""
+        self._live_orders()  # notice the orders that ended since the last look
+        removed: list[str] = []
+        while self._closed and (self._closed[0][0] < ended_before_ms or len(self._closed) > keep_at_most):
+            _, coid = self._closed.popleft()
+            order = self._orders.get(coid)
+            if order is not None and order.is_terminal:
+                del self._orders[coid]
+                removed.append(coid)
+        return removed
 
     def __iter__(self) -> Iterator[Order]:
         return iter(list(self._orders.values()))

@@ -259,7 +259,26 @@ def test_tracker() -> None:
     assert [o.client_order_id for o in tracker.stuck_orders(10_000, 1000, 1000)] == ["c3"]
     with pytest.raises(UnknownOrder):
         tracker.apply("nope", Canceled(), 1)
-    assert tracker.remove("c2") is not None and "c2" not in tracker and len(tracker) == 2
+    assert "c2" in tracker and len(tracker) == 3
+
+
+def test_tracker_prunes_closed_orders_by_age_and_count_and_never_an_open_one() -> None:
+    tracker = OrderTracker()
+    for i in range(6):
+        tracker.track(Order(make_request(f"c{i}"), created_ts_ms=0))
+    tracker.apply("c0", Accepted("v0"), 5)  # stays open
+    for i, ended in ((1, 100), (2, 200), (3, 300), (4, 400)):
+        tracker.apply(f"c{i}", Rejected("no"), ended)
+    assert tracker.prune_closed(ended_before_ms=250, keep_at_most=10) == ["c1", "c2"]
+    assert tracker.prune_closed(ended_before_ms=250, keep_at_most=1) == ["c3"]  # count: the newest stays
+    assert sorted(o.client_order_id for o in tracker) == ["c0", "c4", "c5"]
+    tracker.apply("c5", Rejected("no"), 10_000)
+    assert tracker.prune_closed(ended_before_ms=20_000, keep_at_most=10) == ["c4", "c5"]
+    assert [o.client_order_id for o in tracker] == ["c0"]
+    closed = Order(make_request("c9"), created_ts_ms=0)
+    closed.apply(Rejected("no"), 50)
+    tracker.track(closed)  # rebuilt already terminal
+    assert tracker.prune_closed(ended_before_ms=60, keep_at_most=10) == ["c9"]
 
 
 # --- properties ------------------------------------------------------------------------------------------
