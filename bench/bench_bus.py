@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from wavesquant.bus.redis_bus import RedisBus  # noqa: E402
-from wavesquant.messages import ArbitrageOpportunity, Channel, encode  # noqa: E402
+from wavesquant.bus.redis_bus import RedisBus
+from wavesquant.messages import ArbitrageOpportunity, Channel, encode
 
 HOPS = 4
 END_ID = "end"
@@ -273,8 +273,8 @@ def main() -> None:
     print(f"Redis bus benchmark: {args.url.split('@')[-1]}, {loop_name}, {os.cpu_count()} CPUs, "
           f"{HOPS}-hop relay chain (5 processes), {args.seconds:g} s per rate\n")
     rows = [relay_chain(args.url, rate, args.seconds) for rate in args.rates]
-    f2: Callable[[float], str] = lambda v: f"{v:.3f}"  # noqa: E731
-    f0: Callable[[float], str] = lambda v: f"{v:.0f}"  # noqa: E731
+    f2: Callable[[float], str] = lambda v: f"{v:.3f}"
+    f0: Callable[[float], str] = lambda v: f"{v:.0f}"
     print_table(rows, [("rate msg/s", "rate", f0), ("received", "received", f0), ("lost", "lost", f0),
                        ("p50 ms", "p50_ms", f2), ("p90 ms", "p90_ms", f2), ("p99 ms", "p99_ms", f2),
                        ("max ms", "max_ms", f2), ("thru msg/s", "throughput", f0),

@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import redis.asyncio as aredis
 import yaml
+from bench_bus import quiet_logs
 from rich.console import Console
 from rich.table import Table
 
-from bench_bus import quiet_logs  # noqa: E402
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.messages import (
     Channel,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,7 +41,7 @@ WQ = str(Path(sys.executable).with_name("wq"))
 def bench_config(rate: float) -> dict:
     return {
         "bus": {"backend": "redis"},
-        "logging": {"level": "warning"},  # noqa
+        "logging": {"level": "warning"},
         "data_feeds": {
             "source": "synthetic",
             "loops": {"hft_data_feeds": float(os.environ.get("WQ_BENCH_TICK_LOOP_S", "0.001"))},
@@ -73,11 +74,11 @@ async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple
                 for entry_id, fields in items:
                     last = entry_id
                     msg = decode(fields[b"d"])
-                    if isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns:
-                        if time.monotonic() - t_start >= warmup:
-                            latencies.append((now - msg.origin_ts_ns) / 1e6)
-                            made.append((msg.ts_ns - msg.origin_ts_ns) / 1e6)
-                            fills += 1
+                    if (isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns
+                            and time.monotonic() - t_start >= warmup):
+                        latencies.append((now - msg.origin_ts_ns) / 1e6)
+                        made.append((msg.ts_ns - msg.origin_ts_ns) / 1e6)
+                        fills += 1
     finally:
         await client.aclose()
     return latencies, made, fills
@@ -122,7 +123,7 @@ def cleanup(url: str, prefix: str) -> None:
 
 def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float]:
     prefix = f"wqbench{uuid.uuid4().hex[:8]}:"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as logs:
         cfg = Path(tmp) / "bench.yaml"
         cfg.write_text(yaml.safe_dump(bench_config(rate)))
         env = {**os.environ, "WQ_BUS__URL": url, "WQ_BUS__PREFIX": prefix}
@@ -130,7 +131,7 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
         try:
             # downstream first so nothing published at start-up is missed
             for agent in reversed(AGENT_NAMES):
-                log = open(Path(tmp) / f"{agent}.log", "w")
+                log = logs.enter_context(open(Path(tmp) / f"{agent}.log", "w"))
                 procs.append(subprocess.Popen([WQ, "agent", "run", agent, "--config", str(cfg)], env=env, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True))
             asyncio.run(wait_for_heartbeats(url, prefix))

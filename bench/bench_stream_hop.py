@@ -25,12 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench_bus import quiet_logs, run_loop  # noqa: E402
-from bench_latency import cleanup  # noqa: E402
+from bench_bus import quiet_logs, run_loop
+from bench_latency import cleanup
 
-from wavesquant.bus.redis_bus import RedisBus  # noqa: E402
-from wavesquant.messages import Channel, ExecutionReport  # noqa: E402
-from wavesquant.types import OrderStatus  # noqa: E402
+from wavesquant.bus.redis_bus import RedisBus
+from wavesquant.messages import Channel, ExecutionReport
+from wavesquant.types import OrderStatus
 
 STREAM = Channel.EXECUTION_REPORTS
 GROUP, CONSUMER = "bench", "bench-1"

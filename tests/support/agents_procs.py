@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis
 import yaml
@@ -144,7 +144,7 @@ class AgentSystem:
         )
         return env
 
-    def __enter__(self) -> AgentSystem:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -168,7 +168,7 @@ class AgentSystem:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call, no threads yet)
                 )
             self.procs[name] = AgentProcess(name, popen, log_path)
         client = redis.Redis.from_url(self.redis_url)
@@ -211,7 +211,7 @@ class AgentSystem:
 
     def wq(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run the `wq` CLI against this system (same Redis and prefix)."""
-        return subprocess.run(
+        return subprocess.run(  # noqa: PLW1510 (the caller reads the return code)
             [str(WQ), *args, "--redis", self.redis_url],
             cwd=self.workdir,
             env=self.env,

@@ -23,9 +23,9 @@ def keep_process_state() -> Iterator[None]:
     structlog.configure(**logging_config)
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    """A fresh app with only the operator commands registered."""
+@pytest.fixture(name="app")
+def app_fixture() -> typer.Typer:
+    """A fresh app with only the operator commands registered (`app` in a test's arguments)."""
     app = typer.Typer(pretty_exceptions_enable=False)
     register(app)
     return app

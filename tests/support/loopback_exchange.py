@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -210,7 +210,7 @@ class LoopbackExchange:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> LoopbackExchange:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

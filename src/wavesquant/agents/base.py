@@ -26,7 +26,16 @@ from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.config import LOOPS, Settings
 from wavesquant.core.clock import Clock
 from wavesquant.core.scheduler import TimedLoop
-from wavesquant.messages import Channel, ControlAck, ControlCommand, Envelope, Heartbeat, LoopStats, decode, encode
+from wavesquant.messages import (
+    Channel,
+    ControlAck,
+    ControlCommand,
+    Envelope,
+    Heartbeat,
+    LoopStats,
+    decode,
+    encode,
+)
 from wavesquant.messages.system import AgentStatus
 
 E = TypeVar("E", bound=Envelope)
@@ -188,10 +197,8 @@ class Agent:
         if self.active:
             await self.on_stop()
         self.status = "stopped"
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out
             await self.publish_heartbeat()
-        except Exception:  # best effort on the way out
-            pass
         for sub in self._open_subs:  # ends every subscription's iteration
             await sub.close()
         pending = [t for t in self._tasks if not t.done()]

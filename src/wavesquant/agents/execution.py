@@ -19,6 +19,7 @@ from wavesquant.bus.base import Bus, Delivery
 from wavesquant.config import Settings
 from wavesquant.core.clock import Clock
 from wavesquant.core.ids import client_order_id
+from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.orders import (
     Accepted,
     Canceled,
@@ -35,7 +36,6 @@ from wavesquant.execution.orders import (
     qty_tol,
     request_to_dict,
 )
-from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import report_fields
 from wavesquant.execution.venue_factory import build_venue
 from wavesquant.execution.venues.base import (

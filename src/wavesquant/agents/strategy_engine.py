@@ -139,7 +139,7 @@ class StrategyEngineAgent(Agent):
         if signals:
             await self.bus.publish_many(signals)
 
-    def _signals(self, decisions: list[StrategyDecision], exchange: str, cls: type[TrendSignal] | type[ProbeSignal],
+    def _signals(self, decisions: list[StrategyDecision], exchange: str, cls: type[TrendSignal | ProbeSignal],
                  **extra: object) -> list[Envelope]:
         out: list[Envelope] = []
         ttl_ms = int(self.cfg.signal_ttl_s * 1000)

@@ -42,7 +42,7 @@ def _ignore_lost(conn: RespConnection, exc: Exception | None) -> None:
 class _Request:
     """The replies one `request` is waiting for: its future resolves once all have arrived."""
 
-    __slots__ = ("future", "replies", "remaining")
+    __slots__ = ("future", "remaining", "replies")
 
     def __init__(self, future: asyncio.Future[list[Any]], n: int) -> None:
         self.future = future

@@ -526,7 +526,7 @@ class RedisBus(Bus):
             start, want = cursor, count - len(claimed)
             reply = await self._group_call(
                 key, group, "xautoclaim",
-                lambda: self._client.xautoclaim(
+                lambda start=start, want=want: self._client.xautoclaim(
                     key, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=want
                 ),
             )

@@ -17,12 +17,11 @@ Rules beyond the table:
 
 from __future__ import annotations
 
-from collections import deque
-
 import functools
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 from wavesquant.execution.venues.base import Fill, OrderRequest
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side, TimeInForce
@@ -84,9 +83,9 @@ class Lost:
     """The venue does not know the order after repeated not-found answers."""
 
 
-OrderEvent = Union[
-    Submitted, Accepted, Rejected, FillEvent, CancelRequested, Canceled, CancelRejected, Expired, Lost
-]
+OrderEvent = (
+    Submitted | Accepted | Rejected | FillEvent | CancelRequested | Canceled | CancelRejected | Expired | Lost
+)
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (Submitted, Accepted, Rejected, FillEvent, CancelRequested, Canceled, CancelRejected, Expired, Lost)

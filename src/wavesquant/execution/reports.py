@@ -23,12 +23,12 @@ def fill_from_report(r: ExecutionReport) -> Fill | None:
 def report_fields(order: Order, kind: ReportKind, venue: str, fill: Fill | None = None,
                   reason: str = "") -> dict[str, object]:
     """Fields of an ExecutionReport describing our `order` now (and `fill`, for a fill report)."""
-    fields: dict[str, object] = dict(
-        kind=kind, client_order_id=order.client_order_id, venue_order_id=(order.venue_order_id or "")[:200],
-        venue=venue, symbol=order.symbol, side=order.side, status=order.status, quantity=order.quantity,
-        filled_quantity=min(order.filled_qty, order.quantity), average_price=order.avg_fill_price or None,
-        reason=reason[:200],
-    )
+    fields: dict[str, object] = {
+        "kind": kind, "client_order_id": order.client_order_id, "venue_order_id": (order.venue_order_id or "")[:200],
+        "venue": venue, "symbol": order.symbol, "side": order.side, "status": order.status, "quantity": order.quantity,
+        "filled_quantity": min(order.filled_qty, order.quantity), "average_price": order.avg_fill_price or None,
+        "reason": reason[:200],
+    }
     if fill is not None:
         fields.update(fill_id=fill.fill_id[:200], last_quantity=fill.quantity, last_price=fill.price, fee=fill.fee,
                       fee_currency=fill.fee_currency[:200], liquidity=fill.liquidity)

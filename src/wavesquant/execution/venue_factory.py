@@ -32,7 +32,6 @@ from wavesquant.execution.venues.rate_limit import (
 )
 
 
-
 def load_market_rules(path: Path) -> dict[str, MarketRules]:
     """Per-symbol paper-trading rules from a ccxt markets file (e.g. one saved from `exchange.markets`)."""
     try:

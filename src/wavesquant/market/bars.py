@@ -120,10 +120,8 @@ class BarAggregator:
             self._open[symbol] = _OpenBar(bucket, price, size)
             return []
         if bucket == current.open_ts_ms:
-            if price > current.high:
-                current.high = price
-            if price < current.low:
-                current.low = price
+            current.high = max(current.high, price)
+            current.low = min(current.low, price)
             current.close = price
             current.volume += size
             return []

@@ -41,9 +41,8 @@ class TickBatch(Envelope):
         for name, column in columns.items():
             if len(column) != n:
                 raise ValueError(f"{name} has {len(column)} entries, symbols has {n}")
-        if self.bids is not None and self.asks is not None:
-            if any(b > a for b, a in zip(self.bids, self.asks)):
-                raise ValueError("a bid is above its ask (crossed quote)")
+        if self.bids is not None and self.asks is not None and any(b > a for b, a in zip(self.bids, self.asks)):
+            raise ValueError("a bid is above its ask (crossed quote)")
         return self
 
     def __len__(self) -> int:

@@ -119,7 +119,7 @@ ROUTES: dict[type[Envelope], Route] = {
 MESSAGE_TYPES: dict[str, type[Envelope]] = {cls.type_name(): cls for cls in ROUTES}
 
 Message = Annotated[
-    Union[tuple(ROUTES)],  # type: ignore[valid-type]
+    Union[tuple(ROUTES)],  # type: ignore[valid-type]  # noqa: UP007 (a union built at runtime)
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Message)

@@ -20,6 +20,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+
 from wavesquant.risk.codes import Denial, DenialCode, money, num
 from wavesquant.risk.exposure import MissingPrice, family_exposure, gross_exposure, net_exposure
 from wavesquant.risk.limits import RiskLimits

@@ -118,5 +118,5 @@ def build_strategy(kind: str, strategy_id: str, params: dict[str, Any]) -> Strat
 
 # The built-in kinds register themselves on import; importing them here makes STRATEGY_TYPES complete for
 # anyone who imports this module. (They import this module first, which is complete by this line.)
-from wavesquant.strategies import tick_probe as _tick_probe  # noqa: E402,F401
-from wavesquant.strategies import trend_following as _trend_following  # noqa: E402,F401
+from wavesquant.strategies import tick_probe as _tick_probe  # noqa: F401
+from wavesquant.strategies import trend_following as _trend_following  # noqa: F401

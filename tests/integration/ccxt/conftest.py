@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
 
+from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
 from wavesquant.execution.venues.ccxt_venue import CcxtVenue
 from wavesquant.execution.venues.credentials import ExchangeCredentials
 from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget

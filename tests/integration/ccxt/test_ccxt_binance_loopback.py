@@ -9,8 +9,6 @@ import pytest
 import structlog
 
 from wavesquant.execution.reconcile import reconcile
-from wavesquant.execution.venues.ccxt_venue import CcxtVenue
-from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget
 from wavesquant.execution.venues.base import (
     OrderNotFound,
     OrderRejected,
@@ -18,6 +16,8 @@ from wavesquant.execution.venues.base import (
     VenueError,
     VenueUnavailable,
 )
+from wavesquant.execution.venues.ccxt_venue import CcxtVenue
+from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side
 
 RECORDED_FOREIGN_ORDER = "x-R4BD3S82102a551f8c1642bba06728"  # the recorded open LTC/USDT order
@@ -170,7 +170,7 @@ async def test_reconciliation_at_restart(binance_env: Any) -> None:
     assert lost.client_order_id == "wq-rc-never-arrived" and lost.not_found_count == 2
 
 
-def limit_order_view(cid: str):  # noqa: ANN201 - a local open order the venue never received
+def limit_order_view(cid: str):
     from wavesquant.execution.venues.base import VenueOrder
 
     return VenueOrder(cid, "", "LTC/USDT", Side.BUY, OrderType.LIMIT, 0.2, 50.0, OrderStatus.OPEN)

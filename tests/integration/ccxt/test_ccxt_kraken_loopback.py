@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pydantic import SecretStr
-from support.loopback_exchange import ExchangeFixtures, LoopbackExchange
 
+from support.loopback_exchange import ExchangeFixtures, LoopbackExchange
 from wavesquant.execution.venues.ccxt_venue import CcxtVenue
 from wavesquant.execution.venues.credentials import ExchangeCredentials
 from wavesquant.execution.venues.rate_limit import LocalRateLimiter, RateBudget

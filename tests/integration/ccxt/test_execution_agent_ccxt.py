@@ -24,12 +24,20 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from redis.asyncio import Redis
+
 from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
-
 from wavesquant.agents.execution import LOST_AFTER_NOT_FOUND
-
-from wavesquant.messages import CancelOrder, Channel, Envelope, ExecutionReport, Heartbeat, NewOrder, OrderTransition
-from wavesquant.messages import decode, encode
+from wavesquant.messages import (
+    CancelOrder,
+    Channel,
+    Envelope,
+    ExecutionReport,
+    Heartbeat,
+    NewOrder,
+    OrderTransition,
+    decode,
+    encode,
+)
 from wavesquant.messages.orders import OrderSpec
 from wavesquant.types import OrderStatus, OrderType, Side
 
@@ -74,7 +82,7 @@ class ExecutionProcess:
         log = self.workdir / f"execution-{len(self.logs) + 1}.log"
         self.logs.append(log)
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block)
                 [str(WQ), "agent", "run", "execution", "--config", str(self.config)], cwd=self.workdir,
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )

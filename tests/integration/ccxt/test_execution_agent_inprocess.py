@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
 
+from support.loopback_exchange import BinanceSpotBook, ExchangeFixtures, LoopbackExchange
 from wavesquant.agents.execution import LOST_AFTER_NOT_FOUND, ExecutionAgent
 from wavesquant.bus.base import Delivery
 from wavesquant.bus.embedded import EmbeddedBus

@@ -28,7 +28,7 @@ def test_live_config_without_the_live_flag_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WQ_")}
     env.update({"WQ_BINANCE_API_KEY": "k", "WQ_BINANCE_SECRET": "s", CONFIRM_ENV: "binance", "COLUMNS": "500"})
     done = subprocess.run([str(WQ), "agent", "run", "execution", "--config", str(config)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=50, stdin=subprocess.DEVNULL)
+                          check=False, capture_output=True, text=True, timeout=50, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr

@@ -48,7 +48,7 @@ class MissingVariable(Exception):
 
 
 _REFERENCE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
-_BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.S)
+_BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.DOTALL)
 
 
 def interpolate_text(text: str, env: Mapping[str, str]) -> str:
@@ -292,7 +292,7 @@ def test_compose_services_match_the_deployment(example_env: dict[str, str]) -> N
 
     # The shared parts come from the x-agent anchor, merged into every agent service.
     assert "x-agent" in raw
-    assert len(re.findall(r"^\s+<<: \*agent\s*$", text, re.M)) == len(AGENT_NAMES)
+    assert len(re.findall(r"^\s+<<: \*agent\s*$", text, re.MULTILINE)) == len(AGENT_NAMES)
     for name in AGENT_NAMES:
         svc = compose["services"][name]
         assert svc["command"] == ["agent", "run", name, "--config", "/app/config/docker.yaml"]
@@ -483,7 +483,7 @@ def run_healthcheck(svc: LocalService, cwd: Path) -> subprocess.CompletedProcess
     """The image's HEALTHCHECK command as the container's shell would run it, /app paths mapped."""
     _, stages = dockerfile_stages()
     command = healthcheck_command(stages[-1]).replace(IMAGE_APP_DIR, f"{REPO}/")
-    return subprocess.run(["/bin/sh", "-c", command], env=svc.env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run(["/bin/sh", "-c", command], env=svc.env, cwd=cwd, capture_output=True, text=True, check=False,
                           timeout=60)
 
 
@@ -522,7 +522,7 @@ def test_every_agent_service_runs_heartbeats_and_stops_cleanly(services: list[Lo
         first = next(line for line in s.log.read_text().splitlines() if line.startswith("{"))
         assert "event" in json.loads(first)
 
-    status = subprocess.run([str(WQ), "status"], env=services[0].env, cwd=tmp_path, capture_output=True,
+    status = subprocess.run([str(WQ), "status"], env=services[0].env, cwd=tmp_path, capture_output=True, check=False,
                             text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     for name in AGENT_NAMES:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from support.crash_harness import (
     Supervisor,
     heartbeat_of,
@@ -26,7 +27,6 @@ from support.crash_harness import (
     xadd,
 )
 from support.polling import wait_until
-
 from wavesquant.core.ids import client_order_id
 from wavesquant.messages import (
     Channel,

@@ -17,8 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from support.crash_harness import new_order
 
+from support.crash_harness import new_order
 from wavesquant.agents.execution import ExecutionAgent
 from wavesquant.bus.rawconn import Connector, ProtocolFactory, RespConnection, tcp_connector
 from wavesquant.bus.redis_bus import RedisBus

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from support.crash_harness import (
     AgentProcess,
     OrderFeeder,
@@ -42,7 +43,6 @@ from support.crash_harness import (
     xadd,
 )
 from support.polling import wait_until
-
 from wavesquant.execution.orders import Order, Transition, qty_tol, request_from_dict
 from wavesquant.messages import CancelOrder, Channel, ExecutionReport, NewOrder, OrderTransition
 from wavesquant.types import OrderStatus, Side

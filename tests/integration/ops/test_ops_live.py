@@ -18,7 +18,7 @@ import redis
 import typer
 from typer.testing import CliRunner, Result
 
-from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
+from support.cli_app import app_fixture, keep_process_state  # noqa: F401 (fixtures)
 from support.event_log_flow import EventLogFlow
 from support.polling import wait_until
 from wavesquant.bus.redis_bus import RedisBus

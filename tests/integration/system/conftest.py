@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from support.agents_procs import REPLAY_FILE, AgentSystem, RedisState, system_settings, write_config
 
 

@@ -8,9 +8,9 @@ import time
 from typing import Any, TypeVar
 
 import pytest
+
 from support.agents_procs import BARS_PER_SECOND, AgentSystem, RedisState
 from support.polling import wait_until
-
 from wavesquant.messages import (
     ControlAck,
     Envelope,

@@ -8,9 +8,9 @@ import time
 import uuid
 
 import pytest
+
 from support.agents_procs import SIGNAL_TTL_S, SYMBOL, AgentSystem, RedisState
 from support.polling import wait_until
-
 from wavesquant.core.ids import client_order_id
 from wavesquant.messages import (
     Envelope,

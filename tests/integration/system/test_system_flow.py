@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+
 from support.agents_procs import (
     STARTING_USDT,
     STRATEGY,
@@ -21,7 +22,6 @@ from support.agents_procs import (
     RedisState,
     wait_until,
 )
-
 from wavesquant.core.ids import client_order_id
 from wavesquant.execution.reports import fill_from_report
 from wavesquant.messages import (

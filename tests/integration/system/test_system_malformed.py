@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 import pytest
+
 from support.agents_procs import SYMBOL, AgentSystem, RedisState
 from support.polling import wait_until
-
 from wavesquant.config import AGENT_NAMES
 from wavesquant.messages import (
     PUBSUB_CHANNELS,

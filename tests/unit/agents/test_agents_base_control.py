@@ -289,7 +289,7 @@ async def test_order_arriving_right_after_stop_is_not_handled(h: Harness) -> Non
         await asyncio.sleep(0.3)  # longer than the blocking read
         assert f"wq-late{i}" not in handled(), "an order was handled by a stopped agent"
         await h.command("start")
-        await h.tick(lambda: f"wq-late{i}" in handled(), "order handled after start")
+        await h.tick(lambda i=i: f"wq-late{i}" in handled(), "order handled after start")
 
 
 async def test_handler_exception_is_counted_and_later_messages_still_handled(

@@ -111,7 +111,7 @@ async def test_loops_run_on_the_clock(env: tuple[LoopAgent, EmbeddedBus, Simulat
 
 
 async def test_heartbeat_contents(env: tuple[LoopAgent, EmbeddedBus, SimulatedClock]) -> None:
-    agent, bus, clock = env
+    agent, _, clock = env
     agent.counters["widgets"] = 3
     agent.slow_s = 0.25  # each routing run overruns: 2 slots skipped per run
     await advance(clock, 1.05)

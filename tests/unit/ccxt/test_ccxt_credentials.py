@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from wavesquant.execution.venues.credentials import ExchangeCredentials, MissingCredentialError, env_prefix, key_id
+from wavesquant.execution.venues.credentials import (
+    ExchangeCredentials,
+    MissingCredentialError,
+    env_prefix,
+    key_id,
+)
 
 KEY = "AKIAREALLOOKINGKEY123"
 SECRET = "s3cr3t-value-that-must-not-leak"

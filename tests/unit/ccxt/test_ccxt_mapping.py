@@ -7,8 +7,8 @@ from typing import Any
 
 import ccxt
 import pytest
-from support.loopback_exchange import ExchangeFixtures, load_fixture_markets
 
+from support.loopback_exchange import ExchangeFixtures, load_fixture_markets
 from wavesquant.execution.venues.base import OrderRequest
 from wavesquant.execution.venues.ccxt_mapping import (
     UnknownOrderStatus,

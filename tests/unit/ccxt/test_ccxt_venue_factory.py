@@ -11,7 +11,12 @@ from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.config import Settings
 from wavesquant.core.clock import LiveClock
-from wavesquant.execution.live import CONFIRM_ENV, LiveTradingRefused, forget_live_confirmations, require_live_confirmation
+from wavesquant.execution.live import (
+    CONFIRM_ENV,
+    LiveTradingRefused,
+    forget_live_confirmations,
+    require_live_confirmation,
+)
 from wavesquant.execution.venue_factory import build_venue
 from wavesquant.execution.venues.ccxt_venue import CcxtVenue
 from wavesquant.execution.venues.credentials import MissingCredentialError, key_id

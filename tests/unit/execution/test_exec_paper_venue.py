@@ -18,7 +18,12 @@ from wavesquant.execution.venues.base import (
     VenueUnavailable,
 )
 from wavesquant.execution.venues.paper import PaperVenue
-from wavesquant.execution.venues.paper_store import InMemoryPaperStore, PaperCommit, PaperStore, RedisPaperStore
+from wavesquant.execution.venues.paper_store import (
+    InMemoryPaperStore,
+    PaperCommit,
+    PaperStore,
+    RedisPaperStore,
+)
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 
 SYM = "BTC/USDT"
@@ -265,7 +270,7 @@ async def test_settle_later_on_the_bus_connection_lands_before_what_the_bus_writ
         venue = await new_venue(store)
         await venue.on_quote(SYM, 1_000, 99.0, 101.0, 1.0, 1.0)
         await venue.submit_many([OrderRequest("m1", SYM, Side.BUY, OrderType.MARKET, 1.0)], settle_later=True)
-        assert venue._unsettled  # noqa: SLF001 - the commit is in flight, not awaited
+        assert venue._unsettled
         cmd = ControlCommand.create(source="t", ts_ns=1, target="execution", command="pause", request_id="r1")
         await bus.publish_many([cmd])  # its event-log XADD is written after the commit, on the same connection
         assert await real_redis.hexists(f"{redis_prefix}paper:orders", "m1")

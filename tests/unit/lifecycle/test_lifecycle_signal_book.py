@@ -3,6 +3,8 @@ rebuild; plus a property test that no sequence of advances can break the transit
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -227,7 +229,7 @@ def test_random_advances_never_break_the_rules(sequence: list[tuple[int, S, bool
         if out:
             assert [t.to_state for t in out] == path_to(before, target)
             assert out[0].from_state is before
-            assert all(a.to_state is b.from_state for a, b in zip(out, out[1:]))
+            assert all(a.to_state is b.from_state for a, b in itertools.pairwise(out))
             assert sig.state is target
         else:
             assert sig.state is before

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from wavesquant.messages import (
     MESSAGE_TYPES,
@@ -25,8 +26,8 @@ TS_MS = TS_NS // 1_000_000
 
 
 def spec(**over: Any) -> OrderSpec:
-    fields: dict[str, Any] = dict(client_order_id="wq0123abcd", signal_id="sig-1", strategy_id="trend_btc",
-                                  family="trend", exchange="binance", symbol="BTC/USDT", side="buy", quantity=0.01)
+    fields: dict[str, Any] = {"client_order_id": "wq0123abcd", "signal_id": "sig-1", "strategy_id": "trend_btc",
+                                  "family": "trend", "exchange": "binance", "symbol": "BTC/USDT", "side": "buy", "quantity": 0.01}
     return OrderSpec(**{**fields, **over})
 
 
@@ -35,66 +36,66 @@ LOOP = LoopStats(name="signal_routing", tier="fast", interval_s=0.1, runs=10, fa
 
 # (type, fields) pairs: at least one valid instance of every message type, several for types with variants.
 SAMPLE_FIELDS: list[tuple[str, dict[str, Any]]] = [
-    ("tick_batch", dict(exchange="binance", symbols=["BTC/USDT", "ETH/USDT:USDT"],
-                        event_ts_ms=[TS_MS - 2, TS_MS - 1], prices=[60_000.5, 3_000.25], sizes=[0.1, 0.0],
-                        bids=[60_000.0, 3_000.0], asks=[60_001.0, 3_000.25])),
-    ("tick_batch", dict(exchange="kraken", symbols=["BTC/USD"], event_ts_ms=[TS_MS], prices=[59_999.0],
-                        sizes=[1.5])),
-    ("bar", dict(exchange="binance", symbol="BTC/USDT", timeframe="1m", open_ts_ms=TS_MS - 60_000, open=100.0,
-                 high=110.0, low=95.5, close=101.25, volume=12.5)),
-    ("arbitrage_opportunity", dict(symbol="BTC/USDT", exchanges=["binance", "kraken"], price_diff=12.5,
-                                   max_latency=50, execution_priority=3, expiry=TS_MS + 500)),
-    ("probe_signal", dict(strategy_id="tick_probe", exchange="paper", symbol="BTC/USDT", side="sell",
-                          quantity=0.001, reference_price=60_000.0, tick_ts_ns=TS_NS - 5)),
-    ("trend_signal", dict(strategy_id="trend_btc", exchange="binance", symbol="BTC/USDT", side="buy",
-                          quantity=0.01, order_type="limit", limit_price=59_950.0, time_in_force="ioc",
-                          reference_price=60_000.0, confidence=0.75, reason="fast ma crossed slow",
-                          expires_at_ms=TS_MS + 5_000)),
-    ("statistical_opportunity", dict(pair=("BTC/USDT", "ETH/USDT"), z_score=-2.5, entry_price=20.0,
-                                     confidence=0.9, hold_duration=300.0)),
-    ("trend_assessment", dict(exchange="binance", symbol="ETH/USDT", timeframe="5m", direction=-1,
-                              strength=0.4, confidence=0.6)),
-    ("market_anomaly", dict(severity="high", anomaly_type="price_jump", affected_assets=["BTC/USDT"],
-                            confidence=0.8, time_to_impact=30.0, recommended_actions=["reduce_exposure"],
-                            magnitude=-6.5)),
-    ("order_intent", dict(order=spec(), signal_type="trend_signal", signal_ts_ms=TS_MS - 3,
-                          origin_ts_ns=TS_NS - 3_000_000)),
-    ("risk_decision", dict(order=spec(), approved=True)),
-    ("risk_decision", dict(order=spec(), approved=False, trading_state="halted",
-                           denials=[{"code": "max_order_notional", "message": "12000 > 10000"},
-                                    {"code": "trading_halted", "message": "halted"}])),
-    ("new_order", dict(order=spec(order_type="limit", limit_price=59_000.0, time_in_force="post_only",
-                                  reduce_only=True, reference_price=60_000.0), origin_ts_ns=TS_NS - 1)),
-    ("cancel_order", dict(client_order_id="wq0123abcd", reason="operator")),
-    ("cancel_order", dict(all=True, symbol="ETH/USDT", flatten=True, reason="kill switch")),
-    ("execution_report", dict(kind="ack", client_order_id="wq0123abcd", venue_order_id="v-77", venue="paper",
-                              signal_id="sig-1", strategy_id="trend_btc", symbol="BTC/USDT", side="buy",
-                              status="open", quantity=0.01)),
-    ("execution_report", dict(kind="fill", client_order_id="wq0123abcd", venue="paper", symbol="BTC/USDT",
-                              side="buy", status="partially_filled", quantity=0.01, filled_quantity=0.004,
-                              average_price=60_010.0, fill_id="f1", last_quantity=0.004, last_price=60_010.0,
-                              fee=-0.01, fee_currency="USDT", liquidity="maker")),
-    ("order_transition", dict(client_order_id="wq0123abcd", transition={"from": "creating", "to": "open",
+    ("tick_batch", {"exchange": "binance", "symbols": ["BTC/USDT", "ETH/USDT:USDT"],
+                        "event_ts_ms": [TS_MS - 2, TS_MS - 1], "prices": [60_000.5, 3_000.25], "sizes": [0.1, 0.0],
+                        "bids": [60_000.0, 3_000.0], "asks": [60_001.0, 3_000.25]}),
+    ("tick_batch", {"exchange": "kraken", "symbols": ["BTC/USD"], "event_ts_ms": [TS_MS], "prices": [59_999.0],
+                        "sizes": [1.5]}),
+    ("bar", {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "open_ts_ms": TS_MS - 60_000, "open": 100.0,
+                 "high": 110.0, "low": 95.5, "close": 101.25, "volume": 12.5}),
+    ("arbitrage_opportunity", {"symbol": "BTC/USDT", "exchanges": ["binance", "kraken"], "price_diff": 12.5,
+                                   "max_latency": 50, "execution_priority": 3, "expiry": TS_MS + 500}),
+    ("probe_signal", {"strategy_id": "tick_probe", "exchange": "paper", "symbol": "BTC/USDT", "side": "sell",
+                          "quantity": 0.001, "reference_price": 60_000.0, "tick_ts_ns": TS_NS - 5}),
+    ("trend_signal", {"strategy_id": "trend_btc", "exchange": "binance", "symbol": "BTC/USDT", "side": "buy",
+                          "quantity": 0.01, "order_type": "limit", "limit_price": 59_950.0, "time_in_force": "ioc",
+                          "reference_price": 60_000.0, "confidence": 0.75, "reason": "fast ma crossed slow",
+                          "expires_at_ms": TS_MS + 5_000}),
+    ("statistical_opportunity", {"pair": ("BTC/USDT", "ETH/USDT"), "z_score": -2.5, "entry_price": 20.0,
+                                     "confidence": 0.9, "hold_duration": 300.0}),
+    ("trend_assessment", {"exchange": "binance", "symbol": "ETH/USDT", "timeframe": "5m", "direction": -1,
+                              "strength": 0.4, "confidence": 0.6}),
+    ("market_anomaly", {"severity": "high", "anomaly_type": "price_jump", "affected_assets": ["BTC/USDT"],
+                            "confidence": 0.8, "time_to_impact": 30.0, "recommended_actions": ["reduce_exposure"],
+                            "magnitude": -6.5}),
+    ("order_intent", {"order": spec(), "signal_type": "trend_signal", "signal_ts_ms": TS_MS - 3,
+                          "origin_ts_ns": TS_NS - 3_000_000}),
+    ("risk_decision", {"order": spec(), "approved": True}),
+    ("risk_decision", {"order": spec(), "approved": False, "trading_state": "halted",
+                           "denials": [{"code": "max_order_notional", "message": "12000 > 10000"},
+                                    {"code": "trading_halted", "message": "halted"}]}),
+    ("new_order", {"order": spec(order_type="limit", limit_price=59_000.0, time_in_force="post_only",
+                                  reduce_only=True, reference_price=60_000.0), "origin_ts_ns": TS_NS - 1}),
+    ("cancel_order", {"client_order_id": "wq0123abcd", "reason": "operator"}),
+    ("cancel_order", {"all": True, "symbol": "ETH/USDT", "flatten": True, "reason": "kill switch"}),
+    ("execution_report", {"kind": "ack", "client_order_id": "wq0123abcd", "venue_order_id": "v-77", "venue": "paper",
+                              "signal_id": "sig-1", "strategy_id": "trend_btc", "symbol": "BTC/USDT", "side": "buy",
+                              "status": "open", "quantity": 0.01}),
+    ("execution_report", {"kind": "fill", "client_order_id": "wq0123abcd", "venue": "paper", "symbol": "BTC/USDT",
+                              "side": "buy", "status": "partially_filled", "quantity": 0.01, "filled_quantity": 0.004,
+                              "average_price": 60_010.0, "fill_id": "f1", "last_quantity": 0.004, "last_price": 60_010.0,
+                              "fee": -0.01, "fee_currency": "USDT", "liquidity": "maker"}),
+    ("order_transition", {"client_order_id": "wq0123abcd", "transition": {"from": "creating", "to": "open",
                                                                           "ts_ms": TS_MS, "detail": [1, 2.5]},
-                              request={"symbol": "BTC/USDT", "quantity": 0.01}, strategy_id="trend_btc",
-                              signal_id="sig-1")),
-    ("signal_event", dict(signal_id="sig-1", signal_type="trend_signal", strategy_id="trend_btc",
-                          symbol="BTC/USDT", from_state=None, to_state="generated",
-                          signal_expires_at_ms=TS_MS + 5_000)),
-    ("signal_event", dict(signal_id="sig-1", signal_type="trend_signal", from_state="evaluating",
-                          to_state="blocked", reason="max_order_notional")),
-    ("risk_alert", dict(level="critical", code="daily_loss", message="daily loss 5100 > 5000",
-                        trading_state="halted", symbols=["BTC/USDT"])),
-    ("learning_update", dict(strategy_id="trend_btc", metrics={"pnl": -12.5, "hit_rate": 0.5}, signal_id="sig-1",
-                             note="closed")),
-    ("heartbeat", dict(agent="core", status="running", pid=1234, host="box", uptime_s=12.5, loops=[LOOP],
-                       queue_depths={"sub0": 3}, counters={"pub:heartbeats": 7, "errors:handler": 1},
-                       problems=["loop x: 5 consecutive failures"])),
-    ("control_command", dict(target="*", command="stop", request_id="abc123", args={"reason": "maintenance"})),
-    ("control_command", dict(target="risk", command="resume_trading", request_id="r-2")),
-    ("control_ack", dict(request_id="abc123", agent="risk", command="stop", ok=True, status="stopped")),
-    ("order_book", dict(exchange="binance", symbol="BTC/USDT", event_ts_ms=TS_MS - 1,
-                        bids=[(60_000.0, 1.5), (59_999.5, 0.25)], asks=[(60_000.5, 2.0), (60_001.0, 0.0)])),
+                              "request": {"symbol": "BTC/USDT", "quantity": 0.01}, "strategy_id": "trend_btc",
+                              "signal_id": "sig-1"}),
+    ("signal_event", {"signal_id": "sig-1", "signal_type": "trend_signal", "strategy_id": "trend_btc",
+                          "symbol": "BTC/USDT", "from_state": None, "to_state": "generated",
+                          "signal_expires_at_ms": TS_MS + 5_000}),
+    ("signal_event", {"signal_id": "sig-1", "signal_type": "trend_signal", "from_state": "evaluating",
+                          "to_state": "blocked", "reason": "max_order_notional"}),
+    ("risk_alert", {"level": "critical", "code": "daily_loss", "message": "daily loss 5100 > 5000",
+                        "trading_state": "halted", "symbols": ["BTC/USDT"]}),
+    ("learning_update", {"strategy_id": "trend_btc", "metrics": {"pnl": -12.5, "hit_rate": 0.5}, "signal_id": "sig-1",
+                             "note": "closed"}),
+    ("heartbeat", {"agent": "core", "status": "running", "pid": 1234, "host": "box", "uptime_s": 12.5, "loops": [LOOP],
+                       "queue_depths": {"sub0": 3}, "counters": {"pub:heartbeats": 7, "errors:handler": 1},
+                       "problems": ["loop x: 5 consecutive failures"]}),
+    ("control_command", {"target": "*", "command": "stop", "request_id": "abc123", "args": {"reason": "maintenance"}}),
+    ("control_command", {"target": "risk", "command": "resume_trading", "request_id": "r-2"}),
+    ("control_ack", {"request_id": "abc123", "agent": "risk", "command": "stop", "ok": True, "status": "stopped"}),
+    ("order_book", {"exchange": "binance", "symbol": "BTC/USDT", "event_ts_ms": TS_MS - 1,
+                        "bids": [(60_000.0, 1.5), (59_999.5, 0.25)], "asks": [(60_000.5, 2.0), (60_001.0, 0.0)]}),
 ]
 
 
@@ -141,7 +142,7 @@ def test_create_stamps_ms_from_ns_and_ids_are_unique() -> None:
 
 def test_messages_are_frozen() -> None:
     msg = build("bar", SAMPLE_FIELDS[2][1])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         msg.close = 1.0  # type: ignore[misc]
     assert msg.close == 101.25
 

@@ -37,20 +37,20 @@ def error_locs(exc: ValidationError) -> set[str]:
     return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
 
 
-BAR = dict(exchange="binance", symbol="BTC/USDT", timeframe="1m", open_ts_ms=TS_MS, open=100.0, high=110.0,
-           low=90.0, close=105.0, volume=3.0)
-TICKS = dict(exchange="binance", symbols=["BTC/USDT", "ETH/USDT"], event_ts_ms=[TS_MS, TS_MS],
-             prices=[100.0, 10.0], sizes=[1.0, 2.0])
-SPEC = dict(client_order_id="wq1", signal_id="s1", strategy_id="trend_btc", family="trend", exchange="paper",
-            symbol="BTC/USDT", side="buy", quantity=1.0)
-REPORT = dict(kind="ack", client_order_id="wq1", venue="paper", symbol="BTC/USDT", side="buy", status="open",
-              quantity=1.0)
-ANOMALY = dict(severity="low", anomaly_type="volume_spike", affected_assets=["BTC/USDT"], confidence=0.5,
-               time_to_impact=1.0)
-ARB = dict(symbol="BTC/USDT", exchanges=["binance", "kraken"], price_diff=1.0, max_latency=10,
-           execution_priority=1, expiry=TS_MS + 100)
-SIGNAL = dict(strategy_id="trend_btc", exchange="paper", symbol="BTC/USDT", side="buy", quantity=1.0,
-              reference_price=100.0)
+BAR = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "open_ts_ms": TS_MS, "open": 100.0, "high": 110.0,
+           "low": 90.0, "close": 105.0, "volume": 3.0}
+TICKS = {"exchange": "binance", "symbols": ["BTC/USDT", "ETH/USDT"], "event_ts_ms": [TS_MS, TS_MS],
+             "prices": [100.0, 10.0], "sizes": [1.0, 2.0]}
+SPEC = {"client_order_id": "wq1", "signal_id": "s1", "strategy_id": "trend_btc", "family": "trend", "exchange": "paper",
+            "symbol": "BTC/USDT", "side": "buy", "quantity": 1.0}
+REPORT = {"kind": "ack", "client_order_id": "wq1", "venue": "paper", "symbol": "BTC/USDT", "side": "buy", "status": "open",
+              "quantity": 1.0}
+ANOMALY = {"severity": "low", "anomaly_type": "volume_spike", "affected_assets": ["BTC/USDT"], "confidence": 0.5,
+               "time_to_impact": 1.0}
+ARB = {"symbol": "BTC/USDT", "exchanges": ["binance", "kraken"], "price_diff": 1.0, "max_latency": 10,
+           "execution_priority": 1, "expiry": TS_MS + 100}
+SIGNAL = {"strategy_id": "trend_btc", "exchange": "paper", "symbol": "BTC/USDT", "side": "buy", "quantity": 1.0,
+              "reference_price": 100.0}
 
 
 def test_bases_are_valid() -> None:
@@ -183,8 +183,8 @@ def test_crossed_quote_is_refused_but_locked_is_fine() -> None:
     assert make(TickBatch, TICKS, bids=[100.0, 10.0], asks=[100.0, 10.0]).bids == (100.0, 10.0)
 
 
-@pytest.mark.parametrize("over", [dict(low=101.0), dict(high=104.0), dict(low=106.0, high=110.0),
-                                  dict(high=99.0, low=90.0), dict(low=120.0, high=110.0)])
+@pytest.mark.parametrize("over", [{"low": 101.0}, {"high": 104.0}, {"low": 106.0, "high": 110.0},
+                                  {"high": 99.0, "low": 90.0}, {"low": 120.0, "high": 110.0}])
 def test_inconsistent_ohlc_is_refused(over: dict[str, float]) -> None:
     with pytest.raises(ValidationError, match="inconsistent OHLC"):
         make(Bar, BAR, **over)
@@ -336,7 +336,7 @@ def test_bad_envelope_fields_are_refused(field: str, value: Any) -> None:
 
 
 def test_wrong_json_types_are_not_coerced_from_structures() -> None:
-    for over in (dict(open=[1.0]), dict(symbol=["BTC/USDT"]), dict(volume={"v": 1})):
+    for over in ({"open": [1.0]}, {"symbol": ["BTC/USDT"]}, {"volume": {"v": 1}}):
         with pytest.raises(ValidationError):
             decode(json.dumps(wire_bar(**over)))
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import typer
-from support.event_log_flow import EventLogFlow
 from test_ops_queries import system
 from typer.testing import CliRunner, Result
 
 import wavesquant.runtime
-from support.cli_app import app, keep_process_state  # noqa: F401 (fixtures)
+from support.cli_app import app_fixture, keep_process_state  # noqa: F401 (fixtures)
+from support.event_log_flow import EventLogFlow
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.execution.orders import Accepted, CancelRequested, Submitted
 from wavesquant.journal.store import TradeJournal

@@ -36,11 +36,16 @@ from wavesquant.execution.venues.base import (
     OrderRejected,
     OrderRequest,
     Venue,
-    VenueOrder,
     VenueError,
+    VenueOrder,
     VenueUnavailable,
 )
-from wavesquant.execution.venues.paper_store import DEFAULT_KEEP_FILLS, InMemoryPaperStore, PaperCommit, PaperStore
+from wavesquant.execution.venues.paper_store import (
+    DEFAULT_KEEP_FILLS,
+    InMemoryPaperStore,
+    PaperCommit,
+    PaperStore,
+)
 
 
 class PaperVenue(Venue):
@@ -146,7 +151,7 @@ class PaperVenue(Venue):
         for outcome, carried in unsettled:
             try:
                 await outcome
-            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, RedisError, OSError) as exc:
                 self._keep_unsaved(carried)
                 failure = failure or exc
         if failure is not None:
@@ -333,7 +338,7 @@ class PaperVenue(Venue):
                 self._unsettled.append((outcome, carried))
                 return
             await outcome
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._keep_unsaved(carried)
             raise VenueUnavailable(f"{self.name}: state not persisted ({exc}); will retry") from exc
 

@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from wavesquant.execution.orders import fill_from_dict, fill_to_dict
 from wavesquant.execution.venues.base import Fill
 
-
 DEFAULT_KEEP_FILLS = 100_000
 
 
