@@ -99,10 +99,10 @@ class CoreAgent(Agent):
         for signal_id in arrived:
             for outcome in self._early.pop(signal_id, (0, []))[1]:
                 self._apply_outcome(outcome, now_ms)
-        # intents first: they are fire-and-forget pub/sub and on the latency path; the lifecycle events then
-        # wait for their stream write (the bus writes streams before pub/sub within one call)
-        await self.bus.publish_many(intents)
-        await self._flush_events()
+        # one call writes the streams before the pub/sub: the lifecycle events are in the event log before risk can
+        # decide on an intent, so the log shows every routed signal generated before its decision (an intent of
+        # the FAST tier can wait one stream write; HFT signals do not come this way)
+        await self.bus.publish_many([*self._take_events(), *intents])
 
     async def on_risk_decisions(self, deliveries: list[Delivery]) -> None:
         now_ms = self.clock.now_ms()
