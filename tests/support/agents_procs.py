@@ -26,7 +26,7 @@ import yaml
 
 from support.polling import wait_until
 from wavesquant.config import AGENT_NAMES
-from wavesquant.messages import Envelope, Heartbeat, decode
+from wavesquant.messages import Envelope, Heartbeat, SignalEvent, SignalStep, decode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WQ = Path(sys.executable).parent / "wq"
@@ -302,6 +302,11 @@ class RedisState:
     def paper_balances(self) -> dict[str, float]:
         raw = self._r.get(self.key("paper:balances"))
         return {} if raw is None else {str(k): float(v) for k, v in json.loads(raw).items()}
+
+
+def signal_steps(events: list[tuple[str, Envelope]]) -> list[tuple[str, SignalStep]]:
+    """Every signal lifecycle step in the event log with the id of the entry it came in, in log order."""
+    return [(entry_id, step) for entry_id, m in events if isinstance(m, SignalEvent) for step in m.steps]
 
 
 def _id_after(entry_id: str, marker: str) -> bool:

@@ -30,7 +30,7 @@ class EventLogFlow:
         req = OrderRequest(coid, symbol, side, OrderType.LIMIT if limit else OrderType.MARKET, qty, limit,
                            strategy_id=strategy, ts_ms=self.now)
         self.meta[coid] = (strategy, signal)
-        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, transition={}, request=request_to_dict(req),
+        self.msgs.append(self._msg(OrderTransition, client_order_id=coid, request=request_to_dict(req),
                                    strategy_id=strategy, signal_id=signal))
         return Order(request=req, created_ts_ms=self.now)
 
@@ -38,7 +38,7 @@ class EventLogFlow:
         t = order.apply(event, self.now + 1)
         assert t is not None
         strategy, signal = self.meta[order.client_order_id]
-        self.msgs.append(self._msg(OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict(),
+        self.msgs.append(self._msg(OrderTransition, client_order_id=order.client_order_id, transitions=[t.to_dict()],
                                    strategy_id=strategy, signal_id=signal))
         if report is not None:
             fill = event.fill if isinstance(event, FillEvent) else None
@@ -51,10 +51,11 @@ class EventLogFlow:
         self.apply(order, FillEvent(f), "fill")
 
     def signal(self, sid: str, *states: SignalState, strategy: str = "trend_a") -> None:
-        """One signal event per state, each from the one before (the first from none)."""
-        prev: SignalState | None = None
+        """One signal_event entry stepping through `states`, each from the one before (the first from none)."""
+        steps, prev = [], None
         for state in states:
-            self.msgs.append(self._msg(SignalEvent, source="core", signal_id=sid, signal_type="trend_signal",
-                                       strategy_id=strategy, symbol="BTC/USDT", from_state=prev, to_state=state,
-                                       reason=f"to {state.value}"))
+            steps.append({"signal_id": sid, "signal_type": "trend_signal", "strategy_id": strategy,
+                          "symbol": "BTC/USDT", "from_state": prev, "to_state": state, "ts_ms": self.now + 1,
+                          "reason": f"to {state.value}"})
             prev = state
+        self.msgs.append(self._msg(SignalEvent, source="core", steps=steps))

@@ -8,14 +8,16 @@ directly (risk takes it off its channel) and core only records it."""
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, defaultdict
+from typing import Any
 
 from wavesquant.agents.base import Agent
 from wavesquant.bus.base import Bus, Delivery
 from wavesquant.config import AGENT_NAMES, Settings
 from wavesquant.core.clock import Clock
-from wavesquant.core.ids import client_order_id
+from wavesquant.lifecycle.signal_log import replay
 from wavesquant.lifecycle.signals import SignalBook, SignalTransition
 from wavesquant.messages import (
+    MAX_SIGNAL_STEPS,
     Channel,
     Envelope,
     ExecutionReport,
@@ -45,7 +47,7 @@ class CoreAgent(Agent):
         self.last_seen_ns: dict[str, int] = {}
         self.agent_status: dict[str, str] = {}
         self.silent: set[str] = set()
-        self._pending_events: list[Envelope] = []
+        self._pending_steps: list[dict[str, Any]] = []  # signal transitions not yet in the event log
         self._learned_fills: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         # decisions and reports that overtook their signal (an HFT signal reaches risk and core at once):
         # signal id -> (first seen ms, outcomes in arrival order), applied when the signal arrives
@@ -65,11 +67,7 @@ class CoreAgent(Agent):
         replayed = 0
         async for msg in self.replay_event_log():
             if isinstance(msg, SignalEvent):
-                t = SignalTransition(msg.signal_id, msg.from_state, msg.to_state, msg.ts_ms, msg.reason,
-                                     msg.signal_type, msg.strategy_id, msg.symbol)
-                self.book.apply_transition(t, expires_at_ms=msg.signal_expires_at_ms,
-                                           client_order_id=client_order_id(msg.signal_id))
-                replayed += 1
+                replayed += replay(self.book, msg)
         if replayed:
             self.log.info("signals_rebuilt", events=replayed, signals=len(self.book), states=dict(self.book.counts()))
 
@@ -186,16 +184,18 @@ class CoreAgent(Agent):
         for t in transitions:
             sig = self.book.get(t.signal_id)
             exp = expires_at_ms if expires_at_ms is not None else (sig.expires_at_ms if sig else None)
-            self._pending_events.append(self.message(
-                SignalEvent, signal_id=t.signal_id, signal_type=t.signal_type, strategy_id=t.strategy_id,
-                symbol=t.symbol, from_state=t.from_state, to_state=t.to_state, reason=t.reason[:200],
-                signal_expires_at_ms=exp,
-            ))
+            self._pending_steps.append({
+                "signal_id": t.signal_id, "signal_type": t.signal_type, "strategy_id": t.strategy_id,
+                "symbol": t.symbol, "from_state": t.from_state, "to_state": t.to_state, "ts_ms": t.ts_ms,
+                "reason": t.reason[:200], "signal_expires_at_ms": exp,
+            })
             self.counters[f"signals:{t.to_state.value}"] += 1
 
     def _take_events(self) -> list[Envelope]:
-        events, self._pending_events = self._pending_events, []
-        return events
+        """The transitions recorded since the last call, as event-log entries of up to MAX_SIGNAL_STEPS each."""
+        steps, self._pending_steps = self._pending_steps, []
+        return [self.message(SignalEvent, steps=steps[i:i + MAX_SIGNAL_STEPS])
+                for i in range(0, len(steps), MAX_SIGNAL_STEPS)]
 
     async def _flush_events(self) -> None:
         events = self._take_events()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wavesquant.agents.base import Agent
@@ -51,6 +51,7 @@ from wavesquant.execution.venues.paper import PaperVenue
 from wavesquant.journal.store import TradeJournal
 from wavesquant.journal.sync import sync_journal
 from wavesquant.messages import (
+    MAX_TRANSITIONS_PER_ENTRY,
     Bar,
     CancelOrder,
     Channel,
@@ -71,6 +72,16 @@ RETRY_START_MS = 200
 RETRY_MAX_MS = 5_000
 KEEP_TERMINAL_MS = 600_000
 MAX_CLOSED_ORDERS = 100_000  # at 1,000 orders/s: 100 s, far beyond any redelivery or order expiry
+
+
+@dataclass(slots=True)
+class _OrderEntry:
+    """An order's transitions since the last flush: they go to the event log as one `order_transition` entry,
+    at the place of the first of them (its first entry carries the request)."""
+
+    client_order_id: str
+    request: dict[str, Any] | None = None
+    transitions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -95,7 +106,8 @@ class ExecutionAgent(Agent):
         self.cancel_pending: dict[str, str] = {}  # cancels waiting for an unknown submit's outcome -> reason
         self._backoff: dict[str, tuple[int, int]] = {}  # client order id -> (next query ms, delay ms)
         self.not_found: Counter[str] = Counter()
-        self._out: list[Envelope] = []
+        self._out: list[Envelope | _OrderEntry] = []  # what the next flush publishes, in order
+        self._entries: dict[str, _OrderEntry] = {}  # client order id -> its entry in _out
         self._flush_lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self.journal = TradeJournal(settings.journal.path) if settings.journal.enabled else None
@@ -524,12 +536,22 @@ class ExecutionAgent(Agent):
         self.portfolio.apply(fill, (meta.strategy_id if meta else None) or order.request.strategy_id)
 
     def _event(self, order: Order, t: Transition | None, first: bool = False) -> None:
-        meta = self.meta.get(order.client_order_id)
-        self._out.append(self.message(
-            OrderTransition, client_order_id=order.client_order_id, transition=t.to_dict() if t else {},
-            request=request_to_dict(order.request) if first else None,
-            strategy_id=(meta.strategy_id if meta else None) or None, signal_id=meta.signal_id if meta else None,
-        ))
+        entry = self._entries.get(order.client_order_id)
+        if entry is None or len(entry.transitions) >= MAX_TRANSITIONS_PER_ENTRY:
+            entry = self._entries[order.client_order_id] = _OrderEntry(order.client_order_id)
+            self._out.append(entry)
+        if first:
+            entry.request = request_to_dict(order.request)
+        if t is not None:
+            entry.transitions.append(t.to_dict())
+
+    def _entry_message(self, entry: _OrderEntry) -> OrderTransition:
+        meta = self.meta.get(entry.client_order_id)
+        return self.message(
+            OrderTransition, client_order_id=entry.client_order_id, transitions=entry.transitions,
+            request=entry.request, strategy_id=(meta.strategy_id if meta else None) or None,
+            signal_id=meta.signal_id if meta else None,
+        )
 
     def _report(self, order: Order, kind: ReportKind, fill: Fill | None, reason: str) -> None:
         meta = self.meta.get(order.client_order_id)
@@ -544,9 +566,10 @@ class ExecutionAgent(Agent):
         """Publish pending reports and transitions. Serialised: handlers and loops flush concurrently, and
         an order's transitions must reach the event log in the order they happened."""
         async with self._flush_lock:
-            out, self._out = self._out, []
+            out, self._out, self._entries = self._out, [], {}
             if out:
-                await self.bus.publish_many(out)
+                await self.bus.publish_many(
+                    [self._entry_message(m) if isinstance(m, _OrderEntry) else m for m in out])
 
     def extra_problems(self) -> list[str]:
         return [f"{len(self.retry)} orders with unknown submit outcome"] if self.retry else []

@@ -30,14 +30,13 @@ class OrderRecord:
 
 
 def fold(records: dict[str, OrderRecord], msg: OrderTransition) -> None:
-    """Add one logged entry to its order's record."""
+    """Add one logged entry (its request and transitions) to its order's record."""
     record = records.setdefault(msg.client_order_id, OrderRecord())
     try:
         if msg.request is not None and record.request is None:
             record.request = request_from_dict(msg.request)
             record.created_ms = msg.ts_ms
-        if msg.transition:
-            record.history.append(Transition.from_dict(msg.transition))
+        record.history.extend(Transition.from_dict(t) for t in msg.transitions)
     except (KeyError, TypeError, ValueError) as exc:
         record.problem = record.problem or f"unreadable transition: {exc}"[:200]
     record.strategy_id = record.strategy_id or msg.strategy_id

@@ -126,6 +126,6 @@ def _apply_transition(journal: TradeJournal, t: OrderTransition) -> None:
             signal_id=t.signal_id, symbol=request.symbol, side=request.side.value, type=request.type.value,
             quantity=request.quantity, limit_price=request.limit_price, created_ms=t.ts_ms,
         )
-    if t.transition:
-        status = OrderStatus(t.transition["to_status"])
-        journal.record_status(t.client_order_id, status.value, int(t.transition["ts_ms"]))
+    for step in t.transitions:
+        status = OrderStatus(step["to_status"])
+        journal.record_status(t.client_order_id, status.value, int(step["ts_ms"]))

@@ -3,6 +3,7 @@
 from wavesquant.messages.envelope import SCHEMA_VERSION, Envelope
 from wavesquant.messages.market import Bar, OrderBook, TickBatch, prices_of
 from wavesquant.messages.orders import (
+    MAX_TRANSITIONS_PER_ENTRY,
     CancelOrder,
     Denial,
     ExecutionReport,
@@ -38,6 +39,7 @@ from wavesquant.messages.signals import (
     TrendSignal,
 )
 from wavesquant.messages.system import (
+    MAX_SIGNAL_STEPS,
     ControlAck,
     ControlCommand,
     Heartbeat,
@@ -45,9 +47,12 @@ from wavesquant.messages.system import (
     LoopStats,
     RiskAlert,
     SignalEvent,
+    SignalStep,
 )
 
 __all__ = [
+    "MAX_SIGNAL_STEPS",
+    "MAX_TRANSITIONS_PER_ENTRY",
     "MESSAGE_TYPES",
     "PUBSUB_CHANNELS",
     "ROUTES",
@@ -78,6 +83,7 @@ __all__ = [
     "RiskDecision",
     "Route",
     "SignalEvent",
+    "SignalStep",
     "StatisticalOpportunity",
     "TickBatch",
     "TradeSignal",

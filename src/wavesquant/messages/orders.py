@@ -3,7 +3,7 @@ stream) and execution reports (execution -> everyone, on a stream)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -149,13 +149,35 @@ class ExecutionReport(Envelope):
         return self
 
 
+MAX_TRANSITIONS_PER_ENTRY = 64
+
+
 class OrderTransition(Envelope):
-    """One order state-machine transition, as execution recorded it; the event log of these rebuilds every
-    order after a restart. The first transition of an order carries its request."""
+    """An order's state-machine transitions as execution recorded them, in order: one entry per order per
+    flush of its reports (an order filled at once is one entry, not four). The event log of these rebuilds
+    every order after a restart. The order's first entry carries its request (and may have no transition yet).
+
+    An entry written before transitions were grouped (`transition`: one dict) is read as a one-element list."""
 
     type: Literal["order_transition"] = "order_transition"
     client_order_id: Identifier
-    transition: dict[str, Any] = Field(max_length=16)
+    transitions: list[Annotated[dict[str, Any], Field(max_length=16)]] = Field(
+        default_factory=list, max_length=MAX_TRANSITIONS_PER_ENTRY)
     request: dict[str, Any] | None = Field(default=None, max_length=32)
     strategy_id: Name | None = None
     signal_id: Identifier | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_transition_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "transition" in data and "transitions" not in data:
+            data = dict(data)
+            single = data.pop("transition")
+            data["transitions"] = [single] if single else []
+        return data
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Self:
+        if not self.transitions and self.request is None:
+            raise ValueError("an order_transition entry needs a request or at least one transition")
+        return self

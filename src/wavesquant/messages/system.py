@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wavesquant.messages.envelope import Envelope
-from wavesquant.messages.fields import MAX_LIST, FiniteFloat, Identifier, Name, ShortText, Symbol, Text
+from wavesquant.messages.fields import (
+    MAX_LIST,
+    EpochMs,
+    FiniteFloat,
+    Identifier,
+    Name,
+    ShortText,
+    Symbol,
+    Text,
+)
 from wavesquant.types import SignalState
 
 AgentStatus = Literal["starting", "running", "paused", "stopped", "degraded"]
@@ -84,15 +93,44 @@ class LearningUpdate(Envelope):
     note: ShortText = ""
 
 
-class SignalEvent(Envelope):
-    """One signal lifecycle transition, recorded by core in the event log."""
+MAX_SIGNAL_STEPS = 256
 
-    type: Literal["signal_event"] = "signal_event"
+
+class SignalStep(BaseModel):
+    """One signal lifecycle transition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     signal_id: Identifier
     signal_type: Name
     strategy_id: Name | None = None
     symbol: Symbol | None = None
     from_state: SignalState | None
     to_state: SignalState
+    ts_ms: EpochMs
     reason: ShortText = ""
     signal_expires_at_ms: int | None = Field(default=None, ge=0)
+
+
+_STEP_ONLY_FIELDS = SignalStep.model_fields.keys() - Envelope.model_fields.keys()
+
+
+class SignalEvent(Envelope):
+    """Signal lifecycle transitions core recorded together (one entry per batch it handled), in the order they
+    happened; the event log of these rebuilds every signal's state after a restart.
+
+    An entry written before transitions were grouped (one transition's fields at the top level, its time the
+    entry's `ts_ms`) is read as a one-step entry."""
+
+    type: Literal["signal_event"] = "signal_event"
+    steps: list[SignalStep] = Field(min_length=1, max_length=MAX_SIGNAL_STEPS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_step_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "steps" not in data and "signal_id" in data:
+            data = dict(data)
+            step = {k: data.pop(k) for k in list(data) if k in _STEP_ONLY_FIELDS}
+            step["ts_ms"] = data.get("ts_ms")
+            data["steps"] = [step]
+        return data

@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from wavesquant.bus.base import Bus
-from wavesquant.core.ids import client_order_id
 from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.reports import fill_from_report
-from wavesquant.lifecycle.signals import SignalBook, SignalTransition, TrackedSignal
+from wavesquant.lifecycle.signal_log import replay
+from wavesquant.lifecycle.signals import SignalBook, TrackedSignal
 from wavesquant.messages import (
     ROUTES,
     CancelOrder,
@@ -116,10 +116,7 @@ async def signal_book(bus: Bus) -> SignalBook:
     book = SignalBook(capacity=10**9)
     async for msg in _messages(bus, SignalEvent):
         assert isinstance(msg, SignalEvent)
-        t = SignalTransition(msg.signal_id, msg.from_state, msg.to_state, msg.ts_ms, msg.reason, msg.signal_type,
-                             msg.strategy_id, msg.symbol)
-        book.apply_transition(t, expires_at_ms=msg.signal_expires_at_ms,
-                              client_order_id=client_order_id(msg.signal_id))
+        replay(book, msg)
     return book
 
 
@@ -245,17 +242,18 @@ def describe(msg: Envelope) -> str:
             text += f" fill {_num(msg.last_quantity)}@{_num(msg.last_price)} fee {_num(msg.fee)} {msg.fee_currency}"
         return text + (f" ({msg.reason})" if msg.reason else "")
     if isinstance(msg, OrderTransition):
-        t = msg.transition
-        if t:
-            return f"{msg.client_order_id} {t.get('from_status')} -> {t.get('to_status')} ({t.get('event')})"
-        r = msg.request or {}
-        limit = f" @ {r['limit_price']}" if r.get("limit_price") is not None else ""
-        return (f"{msg.client_order_id} created: {r.get('side')} {r.get('quantity')} {r.get('symbol')} "
-                f"{r.get('type')}{limit} strategy={msg.strategy_id or '-'}")
+        parts = []
+        if msg.request is not None:
+            r = msg.request
+            limit = f" @ {r['limit_price']}" if r.get("limit_price") is not None else ""
+            parts.append(f"created: {r.get('side')} {r.get('quantity')} {r.get('symbol')} {r.get('type')}{limit} "
+                         f"strategy={msg.strategy_id or '-'}")
+        parts += [f"{t.get('from_status')} -> {t.get('to_status')} ({t.get('event')})" for t in msg.transitions]
+        return f"{msg.client_order_id} " + "; ".join(parts)
     if isinstance(msg, SignalEvent):
-        text = (f"{msg.signal_id} {msg.from_state.value if msg.from_state else '-'} -> {msg.to_state.value} "
-                f"{msg.signal_type} {msg.strategy_id or '-'} {msg.symbol or '-'}")
-        return text + (f" ({msg.reason})" if msg.reason else "")
+        return "; ".join(
+            f"{s.signal_id} {s.from_state.value if s.from_state else '-'} -> {s.to_state.value} {s.signal_type} "
+            f"{s.strategy_id or '-'} {s.symbol or '-'}" + (f" ({s.reason})" if s.reason else "") for s in msg.steps)
     if isinstance(msg, RiskDecision | NewOrder):
         o = msg.order
         head = ("approved" if msg.approved else "blocked") if isinstance(msg, RiskDecision) else "new"

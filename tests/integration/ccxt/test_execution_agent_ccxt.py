@@ -242,7 +242,7 @@ async def test_orders_are_acked_canceled_and_adopted_at_restart(execution: Execu
     assert adoption and adoption[0].request is not None
     assert (adoption[0].request["side"], adoption[0].request["quantity"], adoption[0].request["limit_price"]) == \
         ("buy", 0.3, 45.0)
-    assert any(t.transition.get("event") == "Accepted" and t.transition.get("to_status") == "open" for t in adoption)
+    assert any(t["event"] == "Accepted" and t["to_status"] == "open" for e in adoption for t in e.transitions)
     foreign_ack = await ex.report("wq-e2e-foreign", "ack")
     assert foreign_ack.venue_order_id == book.orders["wq-e2e-foreign"]["orderId"]
 
@@ -269,7 +269,7 @@ async def test_order_the_venue_forgets_is_lost_only_after_repeated_not_found(exe
     await ex.wait_for(lambda: ex.open_orders_polls() >= polls + 2, "two more reconciliation passes")
     # lost after exactly that many "does not exist" answers, not before
     assert book.not_found["wq-e2e-gone"] - asked_before == LOST_AFTER_NOT_FOUND
-    events = [t.transition.get("event") for t in await ex.transitions("wq-e2e-gone") if t.transition]
+    events = [t["event"] for e in await ex.transitions("wq-e2e-gone") for t in e.transitions]
     assert events == ["Submitted", "Accepted", "Lost"]
     assert ex.creates("wq-e2e-gone") == 1  # a lost order is given up, never re-sent
 
@@ -285,8 +285,7 @@ async def test_disconnect_during_create_is_adopted_without_a_second_create(execu
     assert ack.status is OrderStatus.OPEN and ack.venue_order_id == book.orders["wq-e2e-drop"]["orderId"]
     assert ex.creates("wq-e2e-drop") == 1 and book.created == 1
     # Submitted once, the outcome unknown (order kept in creating), then Accepted from what the venue said
-    events = [(t.transition.get("event"), t.transition.get("to_status"))
-              for t in await ex.transitions("wq-e2e-drop") if t.transition]
+    events = [(t["event"], t["to_status"]) for e in await ex.transitions("wq-e2e-drop") for t in e.transitions]
     assert events == [("Submitted", "creating"), ("Accepted", "open")]
     await ex.wait_for(lambda: ex.heartbeat_counter("submit_unknown_outcome"),
                       "the heartbeat to count the unknown submit outcome")

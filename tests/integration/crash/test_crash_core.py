@@ -34,6 +34,7 @@ from wavesquant.messages import (
     ExecutionReport,
     RiskDecision,
     SignalEvent,
+    SignalStep,
     TrendSignal,
     encode,
 )
@@ -95,11 +96,12 @@ def _report(sig: TrendSignal, status: OrderStatus) -> ExecutionReport:
     )
 
 
-def _events(client: redis.Redis, prefix: str) -> dict[str, list[SignalEvent]]:
-    out: dict[str, list[SignalEvent]] = defaultdict(list)
+def _events(client: redis.Redis, prefix: str) -> dict[str, list[SignalStep]]:
+    out: dict[str, list[SignalStep]] = defaultdict(list)
     for m in read_stream(client, prefix, Channel.EVENTS):
         if isinstance(m, SignalEvent):
-            out[m.signal_id].append(m)
+            for step in m.steps:
+                out[step.signal_id].append(step)
     return out
 
 

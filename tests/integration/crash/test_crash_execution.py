@@ -176,14 +176,15 @@ def _replay_event_log(client: redis.Redis, prefix: str) -> Replay:
     rebuilt: dict[str, Order] = {}
     broken: dict[str, list[str]] = {}
     for coid, (req, ts) in requests.items():
-        history = [Transition.from_dict(m.transition) for _, m in logged[coid] if m.transition]
+        history = [Transition.from_dict(t) for _, m in logged[coid] for t in m.transitions]
         try:
             rebuilt[coid] = Order.from_history(request_from_dict(req), ts, history)
         except ValueError:
             if coid not in reordered:
                 broken[coid] = [
-                    f"entry {e} ts_ns {m.ts_ns}: {m.transition.get('event', 'request')} "
-                    f"{m.transition.get('from_status')}->{m.transition.get('to_status')}"
+                    f"entry {e} ts_ns {m.ts_ns}: " + ", ".join(
+                        f"{t.get('event')} {t.get('from_status')}->{t.get('to_status')}" for t in m.transitions)
+                    + (" (request)" if m.request is not None else "")
                     for e, m in logged[coid]
                 ]
     assert not broken, (

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from support.agents_procs import BARS_PER_SECOND, AgentSystem, RedisState
+from support.agents_procs import BARS_PER_SECOND, AgentSystem, RedisState, signal_steps
 from support.polling import wait_until
 from wavesquant.messages import (
     ControlAck,
@@ -18,7 +18,7 @@ from wavesquant.messages import (
     Heartbeat,
     NewOrder,
     RiskDecision,
-    SignalEvent,
+    SignalStep,
     decode,
 )
 
@@ -52,8 +52,8 @@ def test_stopped_risk_lets_no_order_through_until_started(system: AgentSystem, s
         wait_until(lambda: _status(state, "risk", "stopped"), 10, "risk's heartbeat to say stopped")
         discarded_before = state.live_heartbeat("risk").counters.get("discarded_inactive", 0)
 
-        def new_signals() -> list[SignalEvent]:
-            return [m for m in _after(state.events(), stopped_ms, SignalEvent) if m.to_state == "generated"]
+        def new_signals() -> list[SignalStep]:
+            return [s for _, s in signal_steps(state.events()) if s.to_state == "generated" and s.ts_ms > stopped_ms]
 
         wait_until(lambda: len(new_signals()) >= 5, 30, "5 new signals while risk is stopped")
         events = state.events()

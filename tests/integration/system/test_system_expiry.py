@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from support.agents_procs import SIGNAL_TTL_S, SYMBOL, AgentSystem, RedisState
+from support.agents_procs import SIGNAL_TTL_S, SYMBOL, AgentSystem, RedisState, signal_steps
 from support.polling import wait_until
 from wavesquant.core.ids import client_order_id
 from wavesquant.messages import (
@@ -18,7 +18,7 @@ from wavesquant.messages import (
     NewOrder,
     OrderSpec,
     RiskDecision,
-    SignalEvent,
+    SignalStep,
     encode,
 )
 
@@ -52,8 +52,8 @@ def test_signals_nobody_evaluates_expire_without_orders(system: AgentSystem, sta
     mark = state.last_id("events")
     try:
 
-        def expired_signals() -> dict[str, tuple[SignalEvent, SignalEvent]] | None:
-            events = [m for _, m in state.events(mark) if isinstance(m, SignalEvent)]
+        def expired_signals() -> dict[str, tuple[SignalStep, SignalStep]] | None:
+            events = [s for _, s in signal_steps(state.events(mark))]
             fresh = {m.signal_id: m for m in events if m.to_state == "generated" and m.ts_ms > stopped_ms}
             expired = {
                 m.signal_id: (fresh[m.signal_id], m)

@@ -20,6 +20,7 @@ from support.agents_procs import (
     TAKER_FEE,
     AgentSystem,
     RedisState,
+    signal_steps,
     wait_until,
 )
 from wavesquant.core.ids import client_order_id
@@ -30,7 +31,6 @@ from wavesquant.messages import (
     LearningUpdate,
     NewOrder,
     RiskDecision,
-    SignalEvent,
     decode,
 )
 from wavesquant.portfolio.positions import Portfolio
@@ -43,7 +43,7 @@ LIFECYCLE = ["generated", "evaluating", "approved", "executing", "executed"]
 
 
 def executed_signals(events: list[tuple[str, Envelope]]) -> list[str]:
-    return [m.signal_id for _, m in events if isinstance(m, SignalEvent) and m.to_state == "executed"]
+    return [s.signal_id for _, s in signal_steps(events) if s.to_state == "executed"]
 
 
 def fill_reports(events: list[tuple[str, Envelope]]) -> list[ExecutionReport]:
@@ -97,7 +97,7 @@ def test_replayed_bars_become_signals_orders_and_fills(system: AgentSystem, stat
     position = {i: n for n, (i, _) in enumerate(events)}
     for signal_id in executed_signals(events)[:MIN_EXECUTED]:
         coid = client_order_id(signal_id)
-        sig = [(i, m) for i, m in events if isinstance(m, SignalEvent) and m.signal_id == signal_id]
+        sig = [(i, s) for i, s in signal_steps(events) if s.signal_id == signal_id]
         states = [m.to_state.value for _, m in sig]
         assert states in (LIFECYCLE, [*LIFECYCLE, "learned"]), f"signal {signal_id} went through {states}"
         assert [m.from_state for _, m in sig][1:] == [m.to_state for _, m in sig][:-1]
@@ -257,9 +257,8 @@ def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(
 
     def histories() -> dict[str, list[str]] | None:
         states: dict[str, list[str]] = {}
-        for _, m in state.events():
-            if isinstance(m, SignalEvent):
-                states.setdefault(m.signal_id, []).append(m.to_state.value)
+        for _, step in signal_steps(state.events()):
+            states.setdefault(step.signal_id, []).append(step.to_state.value)
         done = all("executed" in states.get(r.signal_id or "", []) for r in fills)
         return states if done else None
 

@@ -37,9 +37,9 @@ async def test_risk_and_strategy_engine_rebuild_from_the_event_log() -> None:
     accepted = order.apply(Accepted("v-1"), 2)
     assert accepted is not None
     created = OrderTransition.create(source="execution", ts_ns=time.time_ns(), client_order_id="wq-open",
-                                     transition={}, request=request_to_dict(request), strategy_id="trend_btc")
+                                     request=request_to_dict(request), strategy_id="trend_btc")
     opened = OrderTransition.create(source="execution", ts_ns=time.time_ns(), client_order_id="wq-open",
-                                    transition=accepted.to_dict(), strategy_id="trend_btc")
+                                    transitions=[accepted.to_dict()], strategy_id="trend_btc")
     await bus.publish_many([fill, fill, created, opened])  # the same fill twice: booked once
 
     rt = Runtime(settings, ["risk", "strategy_engine"], bus=bus)  # the restarted agents

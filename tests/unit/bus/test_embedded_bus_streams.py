@@ -183,8 +183,8 @@ async def test_money_messages_are_appended_to_the_event_log() -> None:
     cancel = CancelOrder.create(source="risk", ts_ns=T0, client_order_id="wq1")
     report = ExecutionReport.create(source="execution", ts_ns=T0, kind="ack", client_order_id="wq1", venue="paper",
                                     symbol="BTC/USDT", side="buy", status="open", quantity=1.0)
-    event = SignalEvent.create(source="core", ts_ns=T0, signal_id="s1", signal_type="trend_signal",
-                               from_state=None, to_state="generated")
+    event = SignalEvent.create(source="core", ts_ns=T0, steps=[{
+        "signal_id": "s1", "signal_type": "trend_signal", "from_state": None, "to_state": "generated", "ts_ms": 1}])
     market = Bar.create(source="data_feeds", ts_ns=T0, exchange="x", symbol="BTC/USDT", timeframe="1m",
                         open_ts_ms=0, open=1.0, high=1.0, low=1.0, close=1.0, volume=0.0)
     await bus.publish_many([decision, order(1), cancel, report, event, market])

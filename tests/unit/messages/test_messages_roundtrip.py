@@ -16,10 +16,13 @@ from wavesquant.messages import (
     ExecutionReport,
     LoopStats,
     OrderSpec,
+    OrderTransition,
+    SignalEvent,
     decode,
     encode,
     json_schemas,
 )
+from wavesquant.types import SignalState
 
 TS_NS = 1_700_000_000_123_456_789
 TS_MS = TS_NS // 1_000_000
@@ -75,15 +78,16 @@ SAMPLE_FIELDS: list[tuple[str, dict[str, Any]]] = [
                               "side": "buy", "status": "partially_filled", "quantity": 0.01, "filled_quantity": 0.004,
                               "average_price": 60_010.0, "fill_id": "f1", "last_quantity": 0.004, "last_price": 60_010.0,
                               "fee": -0.01, "fee_currency": "USDT", "liquidity": "maker"}),
-    ("order_transition", {"client_order_id": "wq0123abcd", "transition": {"from": "creating", "to": "open",
-                                                                          "ts_ms": TS_MS, "detail": [1, 2.5]},
-                              "request": {"symbol": "BTC/USDT", "quantity": 0.01}, "strategy_id": "trend_btc",
-                              "signal_id": "sig-1"}),
-    ("signal_event", {"signal_id": "sig-1", "signal_type": "trend_signal", "strategy_id": "trend_btc",
-                          "symbol": "BTC/USDT", "from_state": None, "to_state": "generated",
-                          "signal_expires_at_ms": TS_MS + 5_000}),
-    ("signal_event", {"signal_id": "sig-1", "signal_type": "trend_signal", "from_state": "evaluating",
-                          "to_state": "blocked", "reason": "max_order_notional"}),
+    ("order_transition", {"client_order_id": "wq0123abcd", "request": {"symbol": "BTC/USDT", "quantity": 0.01},
+                              "strategy_id": "trend_btc", "signal_id": "sig-1"}),
+    ("order_transition", {"client_order_id": "wq0123abcd", "transitions": [
+        {"from": "creating", "to": "open", "ts_ms": TS_MS, "detail": [1, 2.5]},
+        {"from": "open", "to": "filled", "ts_ms": TS_MS + 1, "detail": {"fill_id": "f1"}}]}),
+    ("signal_event", {"steps": [
+        {"signal_id": "sig-1", "signal_type": "trend_signal", "strategy_id": "trend_btc", "symbol": "BTC/USDT",
+         "from_state": None, "to_state": "generated", "ts_ms": TS_MS, "signal_expires_at_ms": TS_MS + 5_000},
+        {"signal_id": "sig-1", "signal_type": "trend_signal", "from_state": "evaluating", "to_state": "blocked",
+         "ts_ms": TS_MS, "reason": "max_order_notional"}]}),
     ("risk_alert", {"level": "critical", "code": "daily_loss", "message": "daily loss 5100 > 5000",
                         "trading_state": "halted", "symbols": ["BTC/USDT"]}),
     ("learning_update", {"strategy_id": "trend_btc", "metrics": {"pnl": -12.5, "hit_rate": 0.5}, "signal_id": "sig-1",
@@ -187,3 +191,33 @@ def test_wire_json_validates_against_the_published_schema(msg: Envelope) -> None
     wire["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wire, schema)
+
+
+def test_entries_logged_one_transition_each_are_read_as_one_element_lists() -> None:
+    """The event log outlives an upgrade: entries written before transitions were grouped still decode."""
+    envelope = {"msg_id": "m1", "source": "core", "ts_ms": TS_MS, "ts_ns": TS_NS}
+    signal = decode(json.dumps({**envelope, "type": "signal_event", "signal_id": "sig-1", "signal_type": "trend_signal",
+                                "strategy_id": "trend_btc", "from_state": None, "to_state": "generated",
+                                "reason": "new", "signal_expires_at_ms": TS_MS + 5_000}))
+    assert isinstance(signal, SignalEvent) and signal.ts_ms == TS_MS and len(signal.steps) == 1
+    step = signal.steps[0]
+    assert (step.signal_id, step.to_state, step.ts_ms, step.reason, step.signal_expires_at_ms) == \
+        ("sig-1", SignalState.GENERATED, TS_MS, "new", TS_MS + 5_000)  # the step's time was the entry's
+    created = decode(json.dumps({**envelope, "type": "order_transition", "source": "execution",
+                                 "client_order_id": "wq1", "transition": {}, "request": {"symbol": "BTC/USDT"}}))
+    moved = decode(json.dumps({**envelope, "type": "order_transition", "source": "execution",
+                               "client_order_id": "wq1", "transition": {"to_status": "open"}}))
+    assert isinstance(created, OrderTransition) and created.transitions == [] and created.request is not None
+    assert isinstance(moved, OrderTransition) and moved.transitions == [{"to_status": "open"}]
+
+
+def test_lifecycle_entries_say_something_and_stay_bounded() -> None:
+    with pytest.raises(ValidationError, match="needs a request or at least one transition"):
+        build("order_transition", {"client_order_id": "wq1"})
+    with pytest.raises(ValidationError):
+        build("order_transition", {"client_order_id": "wq1", "transitions": [{"ts_ms": 1}] * 65})
+    with pytest.raises(ValidationError):
+        build("signal_event", {"steps": []})
+    step = {"signal_id": "s", "signal_type": "trend_signal", "from_state": None, "to_state": "generated", "ts_ms": 1}
+    with pytest.raises(ValidationError):
+        build("signal_event", {"steps": [step] * 257})

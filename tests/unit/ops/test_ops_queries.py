@@ -97,9 +97,9 @@ async def test_order_whose_history_does_not_replay_is_shown_with_its_problem() -
     f.apply(o, Accepted("v1"), "ack")
     bad = {"ts_ms": T0 + 50, "from_status": "open", "to_status": "filled", "event": "Canceled", "detail": {}}
     f.msgs.append(OrderTransition.create(source="execution", ts_ns=(T0 + 50) * 1_000_000, client_order_id="bad",
-                                         transition=bad))
+                                         transitions=[bad]))
     f.msgs.append(OrderTransition.create(source="execution", ts_ns=(T0 + 51) * 1_000_000, client_order_id="orphan",
-                                         transition=bad))  # no request: not an order we can show
+                                         transitions=[bad]))  # no request: not an order we can show
     bus = await bus_with(f.msgs)
     rows, total = await queries.list_orders(bus)
     assert total == 1
@@ -208,10 +208,15 @@ def test_describe_says_what_happened() -> None:
     assert describe(fill) == "fill o1 buy BTC/USDT 0.4/1 partially_filled fill 0.4@100 fee 0.04 USDT"
     created = next(m for m in flow.msgs if isinstance(m, OrderTransition) and m.request)
     assert describe(created) == "o1 created: buy 1.0 BTC/USDT market strategy=trend_a"
-    moved = next(m for m in flow.msgs if isinstance(m, OrderTransition) and m.transition.get("event") == "Accepted")
+    moved = next(m for m in flow.msgs if isinstance(m, OrderTransition) and m.transitions
+                 and m.transitions[0]["event"] == "Accepted")
     assert describe(moved) == "o1 creating -> open (Accepted)"
+    both = moved.model_copy(update={"request": created.request, "transitions": [*moved.transitions] * 2})
+    assert describe(both) == ("o1 created: buy 1.0 BTC/USDT market strategy=trend_a; creating -> open (Accepted); "
+                              "creating -> open (Accepted)")
     sig = next(m for m in flow.msgs if isinstance(m, SignalEvent))
-    assert describe(sig) == "sig-1 - -> generated trend_signal trend_a BTC/USDT (to generated)"
+    assert describe(sig).startswith("sig-1 - -> generated trend_signal trend_a BTC/USDT (to generated); "
+                                    "sig-1 generated -> evaluating trend_signal trend_a BTC/USDT (to evaluating)")
     alert = RiskAlert.create(source="risk", ts_ns=T0 * 1_000_000, level="critical", code="kill_switch",
                              message="kill switch by cli", trading_state="halted")
     assert describe(alert) == "critical kill_switch trading=halted: kill switch by cli"
