@@ -59,7 +59,9 @@ class RiskAgent(Agent):
         self.on([Channel.ORDER_INTENTS, Channel.HFT_SIGNALS], self.validate_intents)
         self.on([Channel.MARKET_TICKS, Channel.MARKET_BARS, Channel.MARKET_BOOKS], self.on_market)
         self.on([Channel.MARKET_ANOMALIES], self.on_anomalies)
-        self.consume(Channel.EXECUTION_REPORTS, self.on_reports)
+        # reports only move an order's exposure from the open orders (counted at approval) to the positions, so
+        # reading them once per batching window never lets exposure go uncounted: off the latency path
+        self.consume(Channel.EXECUTION_REPORTS, self.on_reports, off_path=True)
         self.loop("ultra_fast_protection", self.check_breakers)
         self.loop("pre_trade_validation", self.expire_unacked)
         self.loop("portfolio_monitoring", self.monitor_portfolio)

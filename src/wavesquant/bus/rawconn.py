@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 import structlog
 
-from wavesquant.bus.resp import RedisAddress
+from wavesquant.bus.resp import RedisAddress, pack_command
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +25,10 @@ Connector = Callable[[ProtocolFactory], Awaitable[tuple[asyncio.BaseTransport, a
 
 # TCP keepalive: a peer that vanished without closing (host down, network cut) is noticed in ~25 s
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+
+
+_SKIP_REPLY = pack_command(b"CLIENT", b"REPLY", b"SKIP")
+_REPLY_ON = pack_command(b"CLIENT", b"REPLY", b"ON")
 
 
 class HandshakeError(Exception):
@@ -61,6 +65,7 @@ class RespConnection(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
         self._waiters: deque[_Request | None] = deque()  # None: the reply to a `send`, not awaited
+        self.skips_replies = False  # Redis takes CLIENT REPLY SKIP here: `send` commands get no reply at all
         self._writable = asyncio.Event()
         self._writable.set()
         self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
@@ -159,10 +164,22 @@ class RespConnection(asyncio.Protocol):
         return future
 
     def send(self, commands: Sequence[bytes]) -> None:
-        """Send commands whose replies nobody awaits (e.g. XACK), on a connection also used with `call`:
-        their replies are skipped in order, so the awaited ones still match."""
+        """Send commands whose replies nobody awaits (e.g. XACK), on a connection also used with `call`. Where
+        Redis takes CLIENT REPLY SKIP (see `allow_skipping_replies`) each goes with it: Redis writes no reply and
+        this process is not woken to read one. Else their replies are skipped in order, so the awaited ones
+        still match."""
+        if self.skips_replies:
+            self.write(b"".join(_SKIP_REPLY + c for c in commands))
+            return
         self.write(b"".join(commands))
         self._waiters.extend([None] * len(commands))
+
+    async def allow_skipping_replies(self, timeout: float) -> bool:
+        """Ask Redis whether it takes CLIENT REPLY (some proxies and managed services refuse it); `send` skips
+        replies only where it does. Call before anything else is in flight."""
+        (reply,) = await self.call([_REPLY_ON], timeout)
+        self.skips_replies = not isinstance(reply, hiredis.ReplyError)
+        return self.skips_replies
 
     def pause_reading(self) -> None:
         if self._transport is not None:

@@ -379,7 +379,13 @@ class RedisBus(Bus):
                 async with self._xconn_lock:  # one writer connection: writes reach Redis in call order
                     conn = self._xconn
                     if conn is None or not conn.is_open:
-                        conn = self._xconn = await self._open_stream_writer()
+                        conn = await self._open_stream_writer()
+                        try:
+                            await conn.allow_skipping_replies(self.connect_timeout_s)  # for fire-and-forget XACKs
+                        except BaseException:
+                            conn.abort()
+                            raise
+                        self._xconn = conn
             try:
                 return await conn.call(packed, self.connect_timeout_s)
             except (ConnectionError, OSError, TimeoutError):

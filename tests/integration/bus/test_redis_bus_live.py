@@ -14,7 +14,16 @@ import redis.asyncio as aredis
 
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.bus.redis_sub import RedisSubscription
-from wavesquant.messages import Channel, ExecutionReport, Heartbeat, NewOrder, OrderSpec, RiskAlert, decode
+from wavesquant.messages import (
+    Channel,
+    ExecutionReport,
+    Heartbeat,
+    NewOrder,
+    OrderSpec,
+    RiskAlert,
+    decode,
+    encode,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -224,3 +233,20 @@ async def test_stream_write_survives_a_killed_client_connection(
     await bus.publish(new_order(2))
     assert [decode(raw) for _, raw in await bus.read_range(Channel.ORDERS)] == [new_order(1), new_order(2)]
     assert bus.stats.connected
+
+
+async def test_acks_ask_for_no_reply_and_awaited_replies_still_match(bus: RedisBus) -> None:
+    """XACK goes with CLIENT REPLY SKIP: Redis writes nothing back for it (a stray reply would be taken as the
+    next awaited one: the XADD below would get the XACK's count instead of its entry id)."""
+    await bus.publish_many([new_order(i) for i in range(3)])
+    got = await bus.read_group(Channel.ORDERS, "exec", "w", count=10, block_ms=100)
+    conn = bus._xconn
+    assert conn is not None and conn.skips_replies
+    for d in got:
+        await bus.ack(Channel.ORDERS, "exec", [d.entry_id])
+    assert not conn._waiters  # no reply expected for the acks
+    report = ExecutionReport.create(source="execution", ts_ns=TS, kind="ack", client_order_id="c0", venue="paper",
+                                    symbol="BTC/USDT", side="buy", status="open", quantity=1.0)
+    (entry_id,) = await bus._xadd_many([(Channel.EXECUTION_REPORTS.value, encode(report))])
+    assert [e for e, _ in await bus.read_range(Channel.EXECUTION_REPORTS)] == [entry_id]
+    assert await bus.pending_for(Channel.ORDERS, "exec", "w") == []
