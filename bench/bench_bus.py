@@ -219,18 +219,24 @@ def _pct(sorted_values: list[float], pct: float) -> float:
 
 # raw publishing ------------------------------------------------------------------------------------------
 async def raw_publish(url: str, n: int, batch: int) -> dict[str, float]:
-    """Pipelined publish_many (encode included) until Redis has answered every PUBLISH; then redis-py with one
-    awaited PUBLISH per message, for comparison."""
+    """Pipelined publish_many (encode included) until Redis has processed every PUBLISH (a marker published last
+    on the same connection has reached a subscriber); then redis-py with one awaited PUBLISH per message, for
+    comparison."""
     base = f"wqbench{uuid.uuid4().hex[:8]}:"
     bus = RedisBus(url, prefix=base, client_name="bench-raw")
     await bus.start()
+    marker = bus.client.pubsub()
+    await marker.subscribe(f"{base}done")
+    await marker.get_message(timeout=1.0)  # the subscribe confirmation
     msgs = [opportunity(i, time.time_ns()) for i in range(n)]
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     for i in range(0, n, batch):
         await bus.publish_many(msgs[i:i + batch])
-    while bus.publish_replies < n:
-        await asyncio.sleep(0.0005)
+    await bus.publish_raw("done", b"1")
+    while await marker.get_message(timeout=10.0) is None:
+        pass
+    await marker.aclose()
     pipelined = n / (time.perf_counter() - t0)
     pipelined_cpu_us = (time.process_time() - cpu0) / n * 1e6
 

@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 import structlog
 
-from wavesquant.bus.resp import RedisAddress, pack_command
+from wavesquant.bus.resp import CLIENT_REPLY_SKIP, RedisAddress, pack_command
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +27,6 @@ Connector = Callable[[ProtocolFactory], Awaitable[tuple[asyncio.BaseTransport, a
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
 
 
-_SKIP_REPLY = pack_command(b"CLIENT", b"REPLY", b"SKIP")
 _REPLY_ON = pack_command(b"CLIENT", b"REPLY", b"ON")
 
 
@@ -169,7 +168,7 @@ class RespConnection(asyncio.Protocol):
         this process is not woken to read one. Else their replies are skipped in order, so the awaited ones
         still match."""
         if self.skips_replies:
-            self.write(b"".join(_SKIP_REPLY + c for c in commands))
+            self.write(b"".join(CLIENT_REPLY_SKIP + c for c in commands))
             return
         self.write(b"".join(commands))
         self._waiters.extend([None] * len(commands))

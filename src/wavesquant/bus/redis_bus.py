@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from wavesquant.bus.base import Bus, Delivery, Subscription
 from wavesquant.bus.rawconn import Connector, HandshakeError, RespConnection, open_connection, tcp_connector
 from wavesquant.bus.redis_sub import RedisSubscription, backoff_delays
 from wavesquant.bus.resp import (
+    CLIENT_REPLY_SKIP,
     encode_publishes,
     encode_xack,
     pack_command,
@@ -55,6 +57,7 @@ _RETRYABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeou
 _SOCKET_TIMEOUT_S = 30.0
 MAX_BLOCK_MS = 25_000  # blocking reads stay well inside the socket timeout
 _CLAIM_ROUNDS = 10
+PUBLISH_CHECK_INTERVAL_S = 1.0  # per channel, one PUBLISH this often asks for its reply (errors are seen)
 
 
 class BusUnavailableError(ConnectionError):
@@ -65,6 +68,7 @@ class BusUnavailableError(ConnectionError):
 class _RouteInfo:
     channel: str
     header: bytes | None  # PUBLISH header for pub/sub routes, None for streams
+    unanswered_header: bytes  # the same PUBLISH asking Redis for no reply (b"" for streams)
     event_log: bool
 
 
@@ -104,20 +108,14 @@ class RedisBus(Bus):
             health_check_interval=15,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.01), 2),
         )
-        self._routes: dict[type[Envelope], _RouteInfo] = {
-            cls: _RouteInfo(
-                channel=route.channel.value,
-                header=(
-                    None if route.transport is Transport.STREAM
-                    else publish_header(self.key(route.channel).encode())
-                ),
-                event_log=route.event_log,
-            )
-            for cls, route in ROUTES.items()
-        }
+        self._routes: dict[type[Envelope], _RouteInfo] = {}
+        for cls, route in ROUTES.items():
+            header = None if route.transport is Transport.STREAM else publish_header(self.key(route.channel).encode())
+            self._routes[cls] = _RouteInfo(route.channel.value, header,
+                                           CLIENT_REPLY_SKIP + header if header else b"", route.event_log)
+        self._reply_due: dict[str, float] = {}  # channel -> when its next PUBLISH asks for a reply
         self.dropped: Counter[str] = Counter()  # pub/sub messages not sent: publisher connection down
         self.publish_errors = 0  # error replies to PUBLISH (counted by the reply reader)
-        self.publish_replies = 0  # every reply to PUBLISH: Redis has processed that many
         self._dropped_in_outage = 0
         self._pub: RespConnection | None = None
         self._xconn: RespConnection | None = None  # awaited stream writes (XADD), separate from fire-and-forget
@@ -238,13 +236,21 @@ class RedisBus(Bus):
 
     # raw publisher connection ----------------------------------------------------------------------------
     async def _open_publisher(self) -> RespConnection:
-        return await open_connection(
+        """The publisher connection. Where Redis takes CLIENT REPLY SKIP, a PUBLISH asks for its reply only once
+        per channel every PUBLISH_CHECK_INTERVAL_S (enough to see an error such as an ACL refusal), the others
+        for none: no reply for Redis to write, none for this process to wake up and read."""
+        conn = await open_connection(
             self.connector, self.address, f"{self.client_name}-pub", self._on_pub_replies, self._on_pub_lost,
             self.connect_timeout_s,
         )
+        try:
+            await conn.allow_skipping_replies(self.connect_timeout_s)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
 
     def _on_pub_replies(self, replies: list[Any]) -> None:
-        self.publish_replies += len(replies)
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 self.publish_errors += 1
@@ -304,11 +310,19 @@ class RedisBus(Bus):
         pub_channels: list[str] = []
         stream_ops: list[tuple[str, bytes]] = []  # (stream, payload) in order, event-log copies included
         stream_channels: list[str] = []
+        pub = self._pub
+        skipping = pub is not None and pub.skips_replies
+        now = time.monotonic() if skipping else 0.0
+        reply_due = self._reply_due
         for msg in msgs:
             info = routes[type(msg)]
             payload = encode(msg)
             if info.header is not None:
-                pub_items.append((info.header, payload))
+                if skipping and now < reply_due.get(info.channel, 0.0):
+                    pub_items.append((info.unanswered_header, payload))
+                else:
+                    reply_due[info.channel] = now + PUBLISH_CHECK_INTERVAL_S
+                    pub_items.append((info.header, payload))
                 pub_channels.append(info.channel)
             else:
                 stream_ops.append((info.channel, payload))
@@ -319,7 +333,7 @@ class RedisBus(Bus):
             await self._xadd_many(stream_ops)
             self.stats.published.update(stream_channels)
         if pub_items:
-            conn = self._pub
+            conn = self._pub  # the same connection as above unless the stream write awaited a reconnect
             if conn is not None and conn.is_open and not conn.write_paused:  # the hot path: no await at all
                 conn.write(encode_publishes(pub_items))
                 self.stats.published.update(pub_channels)

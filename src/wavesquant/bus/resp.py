@@ -26,6 +26,9 @@ def pack_command(*args: Arg) -> bytes:
     return b"".join(out)
 
 
+CLIENT_REPLY_SKIP = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n"  # Redis will not answer the next command
+
+
 def publish_header(key: bytes) -> bytes:
     """Everything of `PUBLISH key payload` up to the payload's length line; precomputed per channel."""
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(key), key)

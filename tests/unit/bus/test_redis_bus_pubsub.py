@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
 import hiredis
 import pytest
 
+from wavesquant.bus import redis_bus
 from wavesquant.bus.rawconn import HandshakeError, RespConnection
 from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.bus.redis_sub import RedisSubscription
@@ -56,6 +59,8 @@ class FakeTransport(asyncio.Transport):
         self.commands: list[list[bytes]] = []
         self.name = b""
         self.authed = server.password is None
+        self.skip_next_reply = False
+        self.replies = 0  # replies to this connection's own commands
         self.closing = False
         self.reading_paused = False
         self._out: list[bytes] = []
@@ -108,10 +113,12 @@ def bulk(data: bytes) -> bytes:
 
 
 class FakeRedisServer:
-    """Just enough Redis for the raw connections: AUTH, CLIENT SETNAME, PING, SUBSCRIBE, PUBLISH, XADD."""
+    """Just enough Redis for the raw connections: AUTH, CLIENT SETNAME, PING, SUBSCRIBE, PUBLISH, XADD, and CLIENT
+    REPLY when `client_reply` (else refused, as some proxies and managed services do)."""
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, client_reply: bool = False) -> None:
         self.password = password
+        self.client_reply = client_reply
         self.up = True
         self.publish_error: bytes | None = None
         self.conns: list[FakeTransport] = []
@@ -149,35 +156,48 @@ class FakeRedisServer:
 
     def handle(self, t: FakeTransport, cmd: list[bytes]) -> None:
         name = cmd[0].upper()
+        if name == b"CLIENT" and cmd[1].upper() == b"REPLY" and self.client_reply:
+            if cmd[2].upper() == b"SKIP":
+                t.skip_next_reply = True
+            else:
+                t.send(b"+OK\r\n")
+            return
+        skip, t.skip_next_reply = t.skip_next_reply, False
+
+        def reply(data: bytes) -> None:
+            if not skip:
+                t.replies += 1
+                t.send(data)
+
         if name == b"AUTH":
             t.authed = cmd[-1].decode() == self.password
-            t.send(b"+OK\r\n" if t.authed else b"-WRONGPASS invalid username-password pair\r\n")
+            reply(b"+OK\r\n" if t.authed else b"-WRONGPASS invalid username-password pair\r\n")
         elif not t.authed:
-            t.send(b"-NOAUTH Authentication required.\r\n")
-        elif name == b"CLIENT":
+            reply(b"-NOAUTH Authentication required.\r\n")
+        elif name == b"CLIENT" and cmd[1].upper() == b"SETNAME":
             t.name = cmd[2]
-            t.send(b"+OK\r\n")
+            reply(b"+OK\r\n")
         elif name == b"PING":
-            t.send(b"+PONG\r\n")
+            reply(b"+PONG\r\n")
         elif name == b"SUBSCRIBE":
             for i, channel in enumerate(cmd[1:], 1):
                 self.subs[channel].add(t)
-                t.send(b"*3\r\n" + bulk(b"subscribe") + bulk(channel) + b":%d\r\n" % i)
+                reply(b"*3\r\n" + bulk(b"subscribe") + bulk(channel) + b":%d\r\n" % i)
         elif name == b"PUBLISH":
             if self.publish_error is not None:
-                t.send(b"-" + self.publish_error + b"\r\n")
+                reply(b"-" + self.publish_error + b"\r\n")
                 return
             receivers = list(self.subs.get(cmd[1], ()))
             for r in receivers:
                 r.send(b"*3\r\n" + bulk(b"message") + bulk(cmd[1]) + bulk(cmd[2]))
-            t.send(b":%d\r\n" % len(receivers))
+            reply(b":%d\r\n" % len(receivers))
         elif name == b"XADD":  # XADD key MAXLEN ~ n * field value ...
             fields = cmd[cmd.index(b"*") + 1:]
             entries = self.streams[cmd[1]]
             entries.append(dict(zip(fields[::2], fields[1::2])))
-            t.send(bulk(b"1-%d" % len(entries)))
+            reply(bulk(b"1-%d" % len(entries)))
         else:
-            t.send(b"-ERR unknown command\r\n")
+            reply(b"-ERR unknown command\r\n")
 
 
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -226,6 +246,38 @@ async def test_publish_many_is_one_pipelined_write_and_subscriber_gets_one_batch
     assert sub.depth() == 0
     assert bus.stats.published["heartbeats"] == 50
     assert bus.stats.received["heartbeats"] == 50
+
+
+async def test_publishes_ask_for_a_reply_once_per_channel_per_interval_where_redis_takes_client_reply(
+    fake_redis: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = FakeRedisServer(client_reply=True)
+    bus = RedisBus("redis://127.0.0.1:6379/0", prefix="t:", client=fake_redis, connector=server.connect,
+                   client_name="unit", retry_timeout_s=0.5)
+    await bus.start()
+    try:
+        sub = bus.subscribe([Channel.HEARTBEATS, Channel.RISK_ALERTS])
+        await sub.ready()
+        pub = server.publisher()
+        answered = pub.replies
+        await bus.publish_many([heartbeat(i) for i in range(20)] + [risk_alert()])
+        await bus.publish_many([heartbeat(i) for i in range(20, 40)])
+        await until(lambda: sub.depth() == 41)  # every message delivered
+        assert pub.replies - answered == 2  # one PUBLISH per channel asked for its reply
+        publishes = [c for c in pub.commands if c[0] == b"PUBLISH"]
+        skips = [c for c in pub.commands if c[:3] == [b"CLIENT", b"REPLY", b"SKIP"]]
+        assert len(publishes) == 41 and len(skips) == 39
+
+        server.publish_error = b"NOPERM this user has no permissions to access the channel"
+        await bus.publish_many([heartbeat(50)])
+        await asyncio.sleep(0.01)
+        assert bus.publish_errors == 0  # inside the interval: this one did not ask
+        later = time.monotonic() + redis_bus.PUBLISH_CHECK_INTERVAL_S
+        monkeypatch.setattr(redis_bus, "time", SimpleNamespace(monotonic=lambda: later))
+        await bus.publish_many([heartbeat(51), heartbeat(52)])  # the next interval: one asks, and sees the refusal
+        await until(lambda: bus.publish_errors == 1)
+    finally:
+        await bus.close()
 
 
 async def test_handshake_names_connections_and_authenticates(fake_redis: fakeredis.FakeAsyncRedis) -> None:
