@@ -6,7 +6,9 @@ the whole path: data_feeds -> strategy_engine -> risk -> execution -> execution 
 HFT tier: risk takes it directly, core records its lifecycle beside it; every other agent runs as usual).
 Latency is measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the fill report's
 creation in execution ("fill made") and to the moment this script reads it from the stream ("fill read", which
-adds this reader's own stream read); all processes share the machine's clock.
+adds this reader's own stream read); all processes share the machine's clock. The stage columns split "fill
+made" at the order's creation by risk (the NewOrder's ts_ns): tick -> order covers data_feeds, strategy_engine
+and risk; order -> fill covers the orders stream and execution.
 
     .venv/bin/python bench/bench_latency.py --rate 1000 --seconds 20
 """
@@ -32,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wavesquant.config import AGENT_NAMES
-from wavesquant.messages import ExecutionReport, decode
+from wavesquant.messages import ExecutionReport, NewOrder, decode
 
 ROOT = Path(__file__).resolve().parents[1]
 WQ = str(Path(sys.executable).with_name("wq"))
@@ -58,13 +60,12 @@ def bench_config(rate: float) -> dict:
     }
 
 
-async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple[list[float], list[float], int]:
+async def collect(url: str, prefix: str, seconds: float, warmup: float) -> list[tuple[str, int, int, int]]:
+    """Fill reports after the warm-up: (client order id, tick ts_ns, fill made ts_ns, fill read ts_ns)."""
     client = aioredis.Redis.from_url(url)
     stream = f"{prefix}execution_reports"
     last = "$"
-    latencies: list[float] = []
-    made: list[float] = []
-    fills = 0
+    fills: list[tuple[str, int, int, int]] = []
     t_start = time.monotonic()
     try:
         while time.monotonic() - t_start < seconds + warmup:
@@ -76,12 +77,24 @@ async def collect(url: str, prefix: str, seconds: float, warmup: float) -> tuple
                     msg = decode(fields[b"d"])
                     if (isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns
                             and time.monotonic() - t_start >= warmup):
-                        latencies.append((now - msg.origin_ts_ns) / 1e6)
-                        made.append((msg.ts_ns - msg.origin_ts_ns) / 1e6)
-                        fills += 1
+                        fills.append((msg.client_order_id, msg.origin_ts_ns, msg.ts_ns, now))
     finally:
         await client.aclose()
-    return latencies, made, fills
+    return fills
+
+
+async def orders_created(url: str, prefix: str) -> dict[str, int]:
+    """When risk created each order (NewOrder ts_ns), from the orders stream."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        out: dict[str, int] = {}
+        for _, fields in await client.xrange(f"{prefix}orders"):
+            msg = decode(fields[b"d"])
+            if isinstance(msg, NewOrder):
+                out[msg.order.client_order_id] = msg.ts_ns
+        return out
+    finally:
+        await client.aclose()
 
 
 async def message_rate(url: str, prefix: str) -> int:
@@ -137,9 +150,10 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
             asyncio.run(wait_for_heartbeats(url, prefix))
             published_before = asyncio.run(message_rate(url, prefix))
             t0 = time.monotonic()
-            latencies, made, fills = asyncio.run(collect(url, prefix, seconds, warmup))
+            fills = asyncio.run(collect(url, prefix, seconds, warmup))
             elapsed = time.monotonic() - t0
             published = asyncio.run(message_rate(url, prefix)) - published_before
+            created = asyncio.run(orders_created(url, prefix))
         finally:
             for p in procs:
                 with_suppress_kill(p, signal.SIGTERM)
@@ -149,10 +163,14 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
                 except subprocess.TimeoutExpired:
                     with_suppress_kill(p, signal.SIGKILL)
             cleanup(url, prefix)
-    if not latencies:
+    if not fills:
         raise RuntimeError(f"no fills observed; agent logs were in {tmp}")
-    arr, mk = np.array(latencies), np.array(made)
-    return {"rate": rate, "fills": fills, "fills_per_s": fills / seconds,
+    ms = np.array([(tick, made, read, created.get(coid, 0)) for coid, tick, made, read in fills], dtype=np.int64)
+    arr, mk = (ms[:, 2] - ms[:, 0]) / 1e6, (ms[:, 1] - ms[:, 0]) / 1e6
+    staged = ms[ms[:, 3] > 0]
+    return {"rate": rate, "fills": len(fills), "fills_per_s": len(fills) / seconds,
+            "to_order_p50": float(np.percentile((staged[:, 3] - staged[:, 0]) / 1e6, 50)),
+            "order_to_fill_p50": float(np.percentile((staged[:, 1] - staged[:, 3]) / 1e6, 50)),
             "made_p50": float(np.percentile(mk, 50)), "made_p99": float(np.percentile(mk, 99)),
             "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
             "p99": float(np.percentile(arr, 99)), "max": float(arr.max()), "msgs_per_s": published / elapsed}
@@ -174,13 +192,14 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
     table = Table(title="tick -> fill latency, 7 agent processes over Redis (ms)")
-    for col in ("ticks/s", "fills", "fills/s", "fill made p50", "fill made p99", "fill read p50", "p90", "p99",
-                "max", "bus msgs/s"):
+    for col in ("ticks/s", "fills", "fills/s", "tick->order p50", "order->fill p50", "fill made p50",
+                "fill made p99", "fill read p50", "p90", "p99", "max", "bus msgs/s"):
         table.add_column(col, justify="right")
     for rate in args.rate:
         with console.status(f"running at {rate:g} ticks/s for {args.seconds:g}s (+{args.warmup:g}s warm-up)..."):
             r = run(rate, args.seconds, args.warmup, args.url)
-        table.add_row(f"{r['rate']:g}", str(r["fills"]), f"{r['fills_per_s']:.0f}", f"{r['made_p50']:.2f}",
+        table.add_row(f"{r['rate']:g}", str(r["fills"]), f"{r['fills_per_s']:.0f}", f"{r['to_order_p50']:.2f}",
+                      f"{r['order_to_fill_p50']:.2f}", f"{r['made_p50']:.2f}",
                       f"{r['made_p99']:.2f}", f"{r['p50']:.2f}",
                       f"{r['p90']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}", f"{r['msgs_per_s']:.0f}")
     console.print(table)
