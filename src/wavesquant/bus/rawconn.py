@@ -175,8 +175,13 @@ class RespConnection(asyncio.Protocol):
 
     async def allow_skipping_replies(self, timeout: float) -> bool:
         """Ask Redis whether it takes CLIENT REPLY (some proxies and managed services refuse it); `send` skips
-        replies only where it does. Call before anything else is in flight."""
-        (reply,) = await self.call([_REPLY_ON], timeout)
+        replies only where it does. Call before anything else is in flight; a connection that does not answer
+        is aborted."""
+        try:
+            (reply,) = await self.call([_REPLY_ON], timeout)
+        except BaseException:
+            self.abort()
+            raise
         self.skips_replies = not isinstance(reply, hiredis.ReplyError)
         return self.skips_replies
 

@@ -243,11 +243,7 @@ class RedisBus(Bus):
             self.connector, self.address, f"{self.client_name}-pub", self._on_pub_replies, self._on_pub_lost,
             self.connect_timeout_s,
         )
-        try:
-            await conn.allow_skipping_replies(self.connect_timeout_s)
-        except BaseException:
-            conn.abort()
-            raise
+        await conn.allow_skipping_replies(self.connect_timeout_s)
         return conn
 
     def _on_pub_replies(self, replies: list[Any]) -> None:
@@ -394,11 +390,7 @@ class RedisBus(Bus):
                     conn = self._xconn
                     if conn is None or not conn.is_open:
                         conn = await self._open_stream_writer()
-                        try:
-                            await conn.allow_skipping_replies(self.connect_timeout_s)  # for fire-and-forget XACKs
-                        except BaseException:
-                            conn.abort()
-                            raise
+                        await conn.allow_skipping_replies(self.connect_timeout_s)  # for fire-and-forget XACKs
                         self._xconn = conn
             try:
                 return await conn.call(packed, self.connect_timeout_s)

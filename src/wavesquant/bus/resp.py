@@ -26,7 +26,7 @@ def pack_command(*args: Arg) -> bytes:
     return b"".join(out)
 
 
-CLIENT_REPLY_SKIP = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$4\r\nSKIP\r\n"  # Redis will not answer the next command
+CLIENT_REPLY_SKIP = pack_command(b"CLIENT", b"REPLY", b"SKIP")  # Redis will not answer the next command
 
 
 def publish_header(key: bytes) -> bytes:

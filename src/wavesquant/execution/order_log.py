@@ -36,7 +36,7 @@ def fold(records: dict[str, OrderRecord], msg: OrderTransition) -> None:
         if msg.request is not None and record.request is None:
             record.request = request_from_dict(msg.request)
             record.created_ms = msg.ts_ms
-        record.history.extend(Transition.from_dict(t) for t in msg.transitions)
+        record.history.extend([Transition.from_dict(t) for t in msg.transitions])  # all of the entry, or none
     except (KeyError, TypeError, ValueError) as exc:
         record.problem = record.problem or f"unreadable transition: {exc}"[:200]
     record.strategy_id = record.strategy_id or msg.strategy_id

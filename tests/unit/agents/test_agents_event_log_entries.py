@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from test_agents_hft_route import BTC, probe, stream, tick
-
+from support.embedded_agents import BTC, probe, run_agents, stream, tick
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.config import Settings
 from wavesquant.core.clock import LiveClock
@@ -30,11 +29,7 @@ LIFECYCLE = [SignalState.GENERATED, SignalState.EVALUATING, SignalState.APPROVED
 
 
 async def test_an_order_filled_at_once_is_one_entry_and_its_signal_steps_are_grouped() -> None:
-    bus = EmbeddedBus(clock=LiveClock())
-    await bus.start()
-    rt = Runtime(Settings(), ["core", "risk", "execution"], bus=bus)
-    run = asyncio.create_task(rt.run(1.5))
-    await asyncio.sleep(0.1)
+    bus, _, run = await run_agents(["core", "risk", "execution"], 1.5)
     await bus.publish(tick(time.time_ns()))
     await asyncio.sleep(0.05)
     signal = probe(time.time_ns())

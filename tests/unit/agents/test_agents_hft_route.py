@@ -7,26 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+from support.embedded_agents import probe, run_agents, stream, tick
 from support.polling import until
-from wavesquant.bus.embedded import EmbeddedBus
-from wavesquant.config import Settings
-from wavesquant.core.clock import LiveClock
-from wavesquant.messages import Channel, NewOrder, ProbeSignal, RiskDecision, TickBatch, decode
-from wavesquant.runtime import Runtime
+from wavesquant.messages import Channel, NewOrder, RiskDecision
 from wavesquant.types import SignalState
-
-BTC = "BTC/USDT"
-
-
-def probe(ts_ns: int) -> ProbeSignal:
-    return ProbeSignal.create(source="strategy_engine", ts_ns=ts_ns, strategy_id="probe", exchange="paper",
-                              symbol=BTC, side="buy", quantity=0.001, reference_price=60_000.0, tick_ts_ns=ts_ns,
-                              expires_at_ms=ts_ns // 1_000_000 + 5_000)
-
-
-def tick(ts_ns: int) -> TickBatch:
-    return TickBatch.create(source="data_feeds", ts_ns=ts_ns, exchange="paper", symbols=[BTC],
-                            event_ts_ms=[ts_ns // 1_000_000], prices=[60_000.0], sizes=[1.0])
 
 
 def state_of(core: Any, signal_id: str) -> SignalState | None:
@@ -34,16 +18,8 @@ def state_of(core: Any, signal_id: str) -> SignalState | None:
     return tracked.state if tracked is not None else None
 
 
-async def stream(bus: EmbeddedBus, channel: Channel) -> list:
-    return [decode(raw) for _, raw in await bus.read_range(channel)]
-
-
 async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it() -> None:
-    bus = EmbeddedBus(clock=LiveClock())
-    await bus.start()
-    rt = Runtime(Settings(), ["core", "risk"], bus=bus)
-    run = asyncio.create_task(rt.run(1.0))
-    await asyncio.sleep(0.1)
+    bus, rt, run = await run_agents(["core", "risk"], 1.0)
     await bus.publish(tick(time.time_ns()))
     await asyncio.sleep(0.05)
     signal = probe(time.time_ns())
@@ -61,11 +37,7 @@ async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it()
 
 
 async def test_a_decision_that_overtakes_its_signal_is_applied_when_the_signal_arrives() -> None:
-    bus = EmbeddedBus(clock=LiveClock())
-    await bus.start()
-    rt = Runtime(Settings(), ["core"], bus=bus)
-    run = asyncio.create_task(rt.run(0.6))
-    await asyncio.sleep(0.1)
+    bus, rt, run = await run_agents(["core"], 0.6)
     signal = probe(time.time_ns())
     decision = RiskDecision.create(source="risk", ts_ns=time.time_ns(), order=signal.order_spec(), approved=True)
     await bus.publish(decision)
@@ -82,11 +54,7 @@ async def test_outcomes_of_a_signal_core_never_saw_give_it_a_lifecycle(monkeypat
     from wavesquant.agents import core as core_module
 
     monkeypatch.setattr(core_module, "ADOPT_AFTER_MS", 100)
-    bus = EmbeddedBus(clock=LiveClock())
-    await bus.start()
-    rt = Runtime(Settings(), ["core"], bus=bus)
-    run = asyncio.create_task(rt.run(1.0))
-    await asyncio.sleep(0.1)
+    bus, rt, run = await run_agents(["core"], 1.0)
     signal = probe(time.time_ns())  # never published: core misses it
     await bus.publish(RiskDecision.create(source="risk", ts_ns=time.time_ns(), order=signal.order_spec(),
                                           approved=True))
