@@ -5,8 +5,8 @@ The benchmark-only `tick_probe` strategy turns every tick into a small market or
 the whole path: data_feeds -> strategy_engine -> risk -> execution -> execution report (the probe signal is
 HFT tier: risk takes it directly, core records its lifecycle beside it; every other agent runs as usual).
 Latency is measured from the tick batch's creation timestamp (ts_ns, the data_feeds process's clock) to the fill report's
-creation in execution ("fill made") and to the moment this script reads it from the stream ("fill read", which
-adds this reader's own stream read); all processes share the machine's clock. The stage columns split "fill
+creation in execution ("fill made") and to the moment this script, reading the reports stream as the agents do
+(the bus's consumer-group reader on uvloop), has it decoded ("fill read"); all processes share the machine's clock. The stage columns split "fill
 made" at the order's creation by risk (the NewOrder's ts_ns): tick -> order covers data_feeds, strategy_engine
 and risk; order -> fill covers the orders stream and execution.
 
@@ -29,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import redis.asyncio as aioredis
+import uvloop
 import yaml
 from rich.console import Console
 from rich.table import Table
 
+from wavesquant.bus.redis_bus import RedisBus
 from wavesquant.config import AGENT_NAMES
-from wavesquant.messages import ExecutionReport, NewOrder, decode
+from wavesquant.messages import Channel, ExecutionReport, NewOrder, decode
 
 ROOT = Path(__file__).resolve().parents[1]
 WQ = str(Path(sys.executable).with_name("wq"))
@@ -61,25 +63,24 @@ def bench_config(rate: float) -> dict:
 
 
 async def collect(url: str, prefix: str, seconds: float, warmup: float) -> list[tuple[str, int, int, int]]:
-    """Fill reports after the warm-up: (client order id, tick ts_ns, fill made ts_ns, fill read ts_ns)."""
-    client = aioredis.Redis.from_url(url)
-    stream = f"{prefix}execution_reports"
-    last = "$"
+    """Fill reports after the warm-up: (client order id, tick ts_ns, fill made ts_ns, fill read ts_ns), read the
+    way the agents read them (the bus's consumer group reader, uvloop) so "read" is what a consumer sees."""
+    bus = RedisBus(url, prefix=prefix, client_name="bench-reader")
+    await bus.start()
     fills: list[tuple[str, int, int, int]] = []
     t_start = time.monotonic()
     try:
         while time.monotonic() - t_start < seconds + warmup:
-            entries = await client.xread({stream: last}, block=500, count=1000)
+            deliveries = await bus.read_group(Channel.EXECUTION_REPORTS, "bench", "bench", count=1000, block_ms=500)
             now = time.time_ns()
-            for _, items in entries or []:
-                for entry_id, fields in items:
-                    last = entry_id
-                    msg = decode(fields[b"d"])
-                    if (isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns
-                            and time.monotonic() - t_start >= warmup):
-                        fills.append((msg.client_order_id, msg.origin_ts_ns, msg.ts_ns, now))
+            warm = time.monotonic() - t_start >= warmup
+            for d in deliveries:
+                msg = d.message
+                if warm and isinstance(msg, ExecutionReport) and msg.kind == "fill" and msg.origin_ts_ns:
+                    fills.append((msg.client_order_id, msg.origin_ts_ns, msg.ts_ns, now))
+            await bus.ack(Channel.EXECUTION_REPORTS, "bench", [d.entry_id for d in deliveries])
     finally:
-        await client.aclose()
+        await bus.close()
     return fills
 
 
@@ -150,7 +151,8 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
             asyncio.run(wait_for_heartbeats(url, prefix))
             published_before = asyncio.run(message_rate(url, prefix))
             t0 = time.monotonic()
-            fills = asyncio.run(collect(url, prefix, seconds, warmup))
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                fills = runner.run(collect(url, prefix, seconds, warmup))
             elapsed = time.monotonic() - t0
             published = asyncio.run(message_rate(url, prefix)) - published_before
             created = asyncio.run(orders_created(url, prefix))
