@@ -270,7 +270,9 @@ class GcSettings(Frozen):
         default=10.0, ge=0, le=3600,
         description="this often, what survived a young collection is frozen; 0: Python's own policy throughout")
     full_collection_interval_s: float = Field(
-        default=3600.0, ge=0, description="a full collection, frozen objects included, this often; 0: never")
+        default=0.0, ge=0,
+        description="a full collection, frozen objects included, this often; 0 (default): never, since each one "
+                    "stops the process for 0.1-1 s and none measured found anything to free")
 
 
 class Settings(BaseSettings):

@@ -11,8 +11,12 @@ were the p99 of the tick -> fill path. So, in these processes:
   state (orders, positions, signal histories) leaves the collector's reach, so no collection ever scans a
   heap that grows with the hours. Frozen objects are still freed by reference counting when they go; only a
   reference cycle that became garbage after it was frozen would stay;
-- for those, a full collection of everything, frozen included, runs every `gc.full_collection_interval_s`
-  (default hourly; 0: never), timed and logged. Its pause grows with what the process keeps."""
+- none was ever measured: every full collection run at 1,000 orders/s freed 0-10 objects, while it stopped its
+  process for what it scanned (execution 0.5-1.1 s with its bounded order and paper histories full, core
+  0.2-0.5 s, an idle agent 80-130 ms for its imports). So by default none runs; `gc.full_collection_interval_s`
+  schedules them (timed and logged), and every heartbeat carries the process's `rss_peak_mb`: every history is
+  bounded, so a peak that keeps growing is a leak to look into. (Not the frozen heap's size: counting it walks
+  every frozen object, 100 ms at a million of them.)"""
 
 from __future__ import annotations
 

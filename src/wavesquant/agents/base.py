@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -60,6 +61,12 @@ class _StreamConsumer:
     reclaim_idle_ms: int
     drop_expired: bool
     off_path: bool
+
+
+def peak_rss_mb() -> int:
+    """The process's peak resident memory in MB (Linux reports KB): a cheap leak signal, since every history an
+    agent keeps is bounded. (The frozen heap's size would say more, but counting it walks every frozen object.)"""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 class Agent:
@@ -381,7 +388,7 @@ class Agent:
                       max_ms=t.stats.max_s * 1e3)
             for t in self._loops
         ]
-        counters = {**self.bus.snapshot(), **self.counters}
+        counters = {**self.bus.snapshot(), **self.counters, "rss_peak_mb": peak_rss_mb()}
         return self.message(
             Heartbeat, agent=self.name, status=status, pid=os.getpid(), host=socket.gethostname()[:200],
             uptime_s=max(0.0, (self.clock.now_ns() - self._started_ns) / 1e9), loops=loops,

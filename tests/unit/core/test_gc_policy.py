@@ -95,6 +95,16 @@ async def test_a_runtime_that_owns_its_heap_runs_the_schedule(gc_state: None) ->
     assert rt.collections.freezes >= 2 and rt.collections.full_runs >= 1
 
 
+async def test_by_default_no_full_collection_runs_and_heartbeats_show_peak_memory(gc_state: None) -> None:
+    rt = Runtime(Settings(gc={"freeze_interval_s": 0.05}), names=("intelligence",))
+    rt.own_the_heap()
+    assert await rt.run(duration_s=0.4) == 0
+    assert rt.collections is not None
+    assert rt.collections.freezes >= 2 and rt.collections.full_runs == 0
+    counters = rt.agent("intelligence").heartbeat().counters
+    assert 10 < counters["rss_peak_mb"] < 100_000
+
+
 def test_freeze_interval_zero_leaves_pythons_own_policy(gc_state: None) -> None:
     before = gc.get_threshold()
     rt = Runtime(Settings(gc={"freeze_interval_s": 0}), names=())
