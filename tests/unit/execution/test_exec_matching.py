@@ -310,6 +310,8 @@ def test_limit_orders_never_fill_worse_than_limit(steps: list[tuple[Any, ...]], 
             cid = f"o{step[1]}"
             if engine.get(cid) is not None:
                 all_fills += engine.cancel(cid, ts)[1]
+        # the open-order index says what a scan of every order would
+        assert engine.open_orders() == [o for o in engine.orders() if not o.status.is_terminal]
     all_fills += engine.advance(len(steps) + 100)
     assert len({f.fill_id for f in all_fills}) == len(all_fills)
     by_order: dict[str, float] = {}
