@@ -8,7 +8,7 @@ from wavesquant.lifecycle.signals import SignalBook, SignalTransition
 from wavesquant.messages import SignalEvent, SignalStep
 
 
-def transition_of(step: SignalStep) -> SignalTransition:
+def _transition_of(step: SignalStep) -> SignalTransition:
     return SignalTransition(step.signal_id, step.from_state, step.to_state, step.ts_ms, step.reason,
                             step.signal_type, step.strategy_id, step.symbol)
 
@@ -16,6 +16,6 @@ def transition_of(step: SignalStep) -> SignalTransition:
 def replay(book: SignalBook, msg: SignalEvent) -> int:
     """Apply one logged entry's steps to `book`; returns how many."""
     for step in msg.steps:
-        book.apply_transition(transition_of(step), expires_at_ms=step.signal_expires_at_ms,
+        book.apply_transition(_transition_of(step), expires_at_ms=step.signal_expires_at_ms,
                               client_order_id=client_order_id(step.signal_id))
     return len(msg.steps)
