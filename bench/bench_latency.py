@@ -56,8 +56,11 @@ def bench_config(rate: float) -> dict:
             "signal_ttl_s": 5.0,
             "strategies": [{"id": "probe", "kind": "tick_probe", "params": {"symbols": ["BTC/USDT"], "quantity": 0.001}}],
         },
+        # the probe pays the taker fee on every order (~30 USDT/s at 1,000/s): the default daily-loss breaker
+        # (5,000) would halt trading after 2-3 minutes and the run would measure fewer fills than ticks
         "risk": {"limits": {"max_orders_per_second": 100_000, "duplicate_window_ms": 0,
-                            "max_order_notional": 1_000_000, "max_position_per_strategy": 1_000_000}},
+                            "max_order_notional": 1_000_000, "max_position_per_strategy": 1_000_000},
+                 "breakers": {"max_daily_loss": 1e12, "max_drawdown_pct": 100}},
         "execution": {"paper": {"persist": True}},
     }
 
@@ -98,19 +101,22 @@ async def orders_created(url: str, prefix: str) -> dict[str, int]:
         await client.aclose()
 
 
-async def message_rate(url: str, prefix: str) -> int:
-    """Total messages published by all agents so far (from their heartbeats)."""
+async def agent_counters(url: str, prefix: str) -> dict[str, dict[str, int]]:
+    """Each agent's counters from its latest heartbeat."""
     client = aioredis.Redis.from_url(url)
     try:
-        total = 0
+        out: dict[str, dict[str, int]] = {}
         for agent in AGENT_NAMES:
             raw = await client.get(f"{prefix}status:{agent}")
             if raw:
-                hb = decode(raw)
-                total += sum(v for k, v in hb.counters.items() if k.startswith("pub:"))  # type: ignore[attr-defined]
-        return total
+                out[agent] = decode(raw).counters  # type: ignore[attr-defined]
+        return out
     finally:
         await client.aclose()
+
+
+def messages_published(counters: dict[str, dict[str, int]]) -> int:
+    return sum(v for c in counters.values() for k, v in c.items() if k.startswith("pub:"))
 
 
 async def wait_for_heartbeats(url: str, prefix: str, timeout: float = 30.0) -> None:
@@ -149,12 +155,17 @@ def run(rate: float, seconds: float, warmup: float, url: str) -> dict[str, float
                 procs.append(subprocess.Popen([WQ, "agent", "run", agent, "--config", str(cfg)], env=env, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True))
             asyncio.run(wait_for_heartbeats(url, prefix))
-            published_before = asyncio.run(message_rate(url, prefix))
+            published_before = messages_published(asyncio.run(agent_counters(url, prefix)))
             t0 = time.monotonic()
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 fills = runner.run(collect(url, prefix, seconds, warmup))
             elapsed = time.monotonic() - t0
-            published = asyncio.run(message_rate(url, prefix)) - published_before
+            counters = asyncio.run(agent_counters(url, prefix))
+            published = messages_published(counters) - published_before
+            risk = counters.get("risk", {})
+            if risk.get("trading_halted") or risk.get("trading_reducing"):  # fewer fills than ticks: say why
+                print(f"warning: risk stopped trading during the run at {rate:g}/s (see its log); fills are missing",
+                      file=sys.stderr)
             created = asyncio.run(orders_created(url, prefix))
         finally:
             for p in procs:

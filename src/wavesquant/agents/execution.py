@@ -19,6 +19,7 @@ from wavesquant.bus.base import Bus, Delivery
 from wavesquant.config import Settings
 from wavesquant.core.clock import Clock
 from wavesquant.core.ids import client_order_id
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.execution.order_log import OrderRecord, fold
 from wavesquant.execution.orders import (
     Accepted,
@@ -101,7 +102,7 @@ class ExecutionAgent(Agent):
         self.venue = build_venue(settings, bus, clock)
         self.tracker = OrderTracker()
         self.portfolio = Portfolio()
-        self.meta: dict[str, _Meta] = {}
+        self.meta: SegmentedDict[str, _Meta] = SegmentedDict()
         self.retry: set[str] = set()  # submits whose outcome is unknown (venue unavailable)
         self.cancel_pending: dict[str, str] = {}  # cancels waiting for an unknown submit's outcome -> reason
         self._backoff: dict[str, tuple[int, int]] = {}  # client order id -> (next query ms, delay ms)

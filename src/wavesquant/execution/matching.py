@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.execution.market_rules import MarketRules, RejectCode, split_symbol
 from wavesquant.execution.orders import (
     fill_from_dict,
@@ -227,7 +228,7 @@ class MatchingEngine:
         self.latency_ms = latency_ms
         self._rules = rules
         self._markets: dict[str, _Market] = {}
-        self._orders: dict[str, PaperOrder] = {}
+        self._orders: SegmentedDict[str, PaperOrder] = SegmentedDict()  # closed ones too, up to the history
         self._pending: dict[str, PaperOrder] = {}  # accepted, not live yet
         self._resting: dict[str, dict[str, PaperOrder]] = {}  # symbol -> live open orders
         self._changed: dict[str, PaperOrder] = {}

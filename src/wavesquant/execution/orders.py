@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.execution.venues.base import Fill, OrderRequest
 from wavesquant.types import Liquidity, OrderStatus, OrderType, Side, TimeInForce
 
@@ -475,7 +476,7 @@ class OrderTracker:
     between submit and the venue's answer still leaves an order to recover (creating, then stuck)."""
 
     def __init__(self) -> None:
-        self._orders: dict[str, Order] = {}
+        self._orders: SegmentedDict[str, Order] = SegmentedDict()  # closed ones too, until pruned
         self._live: dict[str, Order] = {}  # not yet seen terminal; pruned lazily (terminal is final)
         self._closed: deque[tuple[int, str]] = deque()  # (ended ms, id) of terminal orders, as they were seen
 

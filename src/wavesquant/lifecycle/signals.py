@@ -9,9 +9,10 @@ reached the venue moves on to executing/executed (the venue is the truth). Anyth
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.types import SignalState as S
 
 _MAIN_PATH = (S.GENERATED, S.EVALUATING, S.APPROVED, S.EXECUTING, S.EXECUTED)
@@ -70,8 +71,8 @@ class SignalBook:
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._signals: OrderedDict[str, TrackedSignal] = OrderedDict()
-        self._by_order: dict[str, str] = {}
+        self._signals: SegmentedDict[str, TrackedSignal] = SegmentedDict()
+        self._by_order: SegmentedDict[str, str] = SegmentedDict()
         self._waiting: dict[str, None] = {}  # generated or evaluating, oldest first: candidates for expiry
         self.refused = 0
 
@@ -160,7 +161,7 @@ class SignalBook:
         if sig.client_order_id:
             self._by_order[sig.client_order_id] = sig.signal_id
         while len(self._signals) > self.capacity:
-            _, old = self._signals.popitem(last=False)
+            _, old = self._signals.pop_oldest()
             self._waiting.pop(old.signal_id, None)
             if old.client_order_id:
                 self._by_order.pop(old.client_order_id, None)

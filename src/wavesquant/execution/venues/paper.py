@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from numpy.typing import ArrayLike
 from redis.exceptions import RedisError
 
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.execution.market_rules import RejectCode, split_symbol
 from wavesquant.execution.matching import MatchingEngine, PaperOrder
 from wavesquant.execution.orders import qty_tol
@@ -67,9 +67,8 @@ class PaperVenue(Venue):
         self._lock = asyncio.Lock()
         self._connected = False
         self._history = history
-        self._fills: deque[Fill] = deque()  # the latest `history`, oldest first; ids in _fill_ids
-        self._fill_ids: set[str] = set()
-        self._closed: OrderedDict[str, None] = OrderedDict()  # closed orders remembered, oldest first
+        self._fills: SegmentedDict[str, Fill] = SegmentedDict()  # the latest `history` by fill id, oldest first
+        self._closed: SegmentedDict[str, None] = SegmentedDict()  # closed orders remembered, oldest first
         self._balances: dict[str, float] = {}
         self._positions: dict[str, float] = {}
         self._dirty_orders: dict[str, PaperOrder] = {}
@@ -216,7 +215,7 @@ class PaperVenue(Venue):
         self._require_connected()
         return [
             f
-            for f in self._fills
+            for f in self._fills.values()
             if (symbol is None or f.symbol == symbol) and (since_ms is None or f.ts_ms >= since_ms)
         ]
 
@@ -301,7 +300,7 @@ class PaperVenue(Venue):
             if order.status.is_terminal and order.client_order_id not in self._closed:
                 self._closed[order.client_order_id] = None
         for fill in fills:
-            if fill.fill_id in self._fill_ids:
+            if fill.fill_id in self._fills:
                 continue
             self._remember_fill(fill)
             self._unsaved_fills.append(fill)
@@ -310,14 +309,13 @@ class PaperVenue(Venue):
 
     def _remember_fill(self, fill: Fill) -> None:
         if len(self._fills) >= self._history:
-            self._fill_ids.discard(self._fills.popleft().fill_id)
-        self._fills.append(fill)
-        self._fill_ids.add(fill.fill_id)
+            self._fills.pop_oldest()
+        self._fills[fill.fill_id] = fill
 
     def _forget_beyond_history(self) -> None:
         """Closed orders beyond the latest `history` leave memory now and the store with the next commit."""
         while len(self._closed) > self._history:
-            client_order_id, _ = self._closed.popitem(last=False)
+            client_order_id, _ = self._closed.pop_oldest()
             self.engine.forget(client_order_id)
             self._forgotten.append(client_order_id)
 

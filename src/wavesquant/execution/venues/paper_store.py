@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from wavesquant.core.segmented import SegmentedDict
 from wavesquant.execution.orders import fill_from_dict, fill_to_dict
 from wavesquant.execution.venues.base import Fill
 
@@ -84,7 +85,7 @@ class InMemoryPaperStore:
     """For tests and `wq run`: survives a venue restart within one process. Stores JSON text, like Redis."""
 
     def __init__(self, keep_fills: int = DEFAULT_KEEP_FILLS) -> None:
-        self._orders: dict[str, str] = {}
+        self._orders: SegmentedDict[str, str] = SegmentedDict()
         self._fills: deque[str] = deque(maxlen=keep_fills)
         self._balances: str | None = None
         self._positions: str | None = None
