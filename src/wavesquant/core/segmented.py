@@ -68,7 +68,10 @@ class SegmentedDict(MutableMapping[K, V]):
         return default
 
     def __contains__(self, key: object) -> bool:
-        return any(key in segment for segment in reversed(self._segments))
+        for segment in reversed(self._segments):
+            if key in segment:
+                return True
+        return False
 
     def __setitem__(self, key: K, value: V) -> None:
         i = self._find(key)
