@@ -153,11 +153,13 @@ class SegmentedDict(MutableMapping[K, V]):
             self._merge(i)
 
     def _merge(self, i: int) -> None:
-        """Append segment i+1 to segment i (order kept)."""
+        """Append segment i+1 to segment i (order kept). Into the front segment, the walk's snapshot is taken
+        again: a key deleted from the front and set again since may come back with the later segment, and
+        must be met at its new place, not its old one."""
         later = self._segments.pop(i + 1)
         self._segments[i].update(later)
-        if i == 0 and self._front_keys is not None:
-            self._front_keys.extend(later)
+        if i == 0:
+            self._front_keys = None
 
     def __len__(self) -> int:
         return self._len

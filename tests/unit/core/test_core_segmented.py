@@ -25,7 +25,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(operations, st.integers(min_value=2, max_value=6))
 def test_segmented_dict_matches_an_ordered_dict(ops: list[tuple], segment_size: int) -> None:
     model: OrderedDict[int, int] = OrderedDict()
@@ -61,6 +61,21 @@ def test_segmented_dict_matches_an_ordered_dict(ops: list[tuple], segment_size: 
         assert (k in d) == (k in model)
         assert d.get(k) == model.get(k)
     assert list(d.values()) == list(model.values())
+
+
+def test_a_key_set_again_keeps_its_new_place_when_segments_merge_into_the_front() -> None:
+    d: SegmentedDict[int, int] = SegmentedDict(4)
+    for k in range(1, 10):
+        d[k] = k
+    assert d.pop_oldest() == (1, 1)
+    del d[2]
+    d[2] = 2  # now after 9
+    for k in (10, 11, 12):
+        d[k] = k
+    for k in (5, 6, 7, 3, 9, 10, 11, 4):
+        del d[k]  # leaves [8] and [2]: merged into the front
+    assert list(d) == [8, 2, 12]
+    assert [d.pop_oldest()[0] for _ in range(3)] == [8, 2, 12]
 
 
 def test_a_long_fifo_history_stays_in_few_segments() -> None:
