@@ -164,13 +164,13 @@ class RiskAgent(Agent):
             r = d.message
             if not isinstance(r, ExecutionReport):
                 continue
-            self.unacked.pop(r.client_order_id, None)
+            first = self.unacked.pop(r.client_order_id, None) is not None  # this order's first report
             fill = fill_from_report(r)
             if fill is not None:
                 self.portfolio.apply(fill, r.strategy_id or "")
             if r.kind == "reject":
                 self.breakers.on_order_result(now_ms, rejected=True)
-            elif r.kind == "ack":
+            elif r.kind == "ack" or (first and r.kind == "fill"):  # a fill with no ack before it: accepted and filled
                 self.breakers.on_order_result(now_ms, rejected=False)
             if r.status.is_terminal:
                 self.open_orders.pop(r.client_order_id, None)

@@ -114,16 +114,17 @@ def test_replayed_bars_become_signals_orders_and_fills(system: AgentSystem, stat
         assert len(orders) == 1 and orders[0][1].order.client_order_id == coid
         reports = [(i, m) for i, m in events if isinstance(m, ExecutionReport) and m.client_order_id == coid]
         kinds = [m.kind for _, m in reports]
-        assert kinds[0] == "ack" and "fill" in kinds and reports[-1][1].status.value == "filled", kinds
+        # an order the venue fills as it accepts it (these are market orders) gets the fill report alone
+        assert kinds[0] in ("ack", "fill") and "fill" in kinds and reports[-1][1].status.value == "filled", kinds
         assert sum(m.last_quantity or 0.0 for _, m in reports if m.kind == "fill") == pytest.approx(
             orders[0][1].order.quantity
         )
         assert all(m.signal_id == signal_id and m.strategy_id == STRATEGY for _, m in reports)
         # causality as the event log recorded it
         generated, executed = sig[0][0], sig[-1][0]
-        ack = reports[0][0]
+        first_report = reports[0][0]
         first_fill = next(i for i, m in reports if m.kind == "fill")
-        chain = [generated, decisions[0][0], orders[0][0], ack, first_fill, executed]
+        chain = [generated, decisions[0][0], orders[0][0], first_report, first_fill, executed]
         assert [position[i] for i in chain] == sorted(position[i] for i in chain), chain
 
 
@@ -270,7 +271,9 @@ def test_every_fill_belongs_to_one_approved_order_of_an_executed_signal(
     sent = Counter(m.order.client_order_id for _, m in events if isinstance(m, NewOrder))
     acks = Counter(m.client_order_id for _, m in events if isinstance(m, ExecutionReport) and m.kind == "ack")
     assert set(sent) <= set(approved) and max(approved.values()) == 1 and max(sent.values()) == 1
-    assert set(acks) <= set(sent) and max(acks.values()) == 1  # exactly once at the venue
+    assert set(acks) <= set(sent) and max(acks.values(), default=1) == 1  # exactly once at the venue
+    fill_ids = Counter(r.fill_id for r in fill_reports(events))
+    assert max(fill_ids.values()) == 1  # every fill reported once
     for r in fill_reports(events):
         assert r.client_order_id in sent and r.signal_id is not None
         assert client_order_id(r.signal_id) == r.client_order_id

@@ -45,8 +45,10 @@ async def test_an_order_filled_at_once_is_one_entry_and_its_signal_steps_are_gro
     assert entry.request is not None and entry.request["symbol"] == BTC
     assert [t["event"] for t in entry.transitions] == ["Submitted", "Accepted", "FillEvent"]
     assert entry.strategy_id == "probe" and entry.signal_id == signal.msg_id
-    reports = [i for i, m in enumerate(log) if isinstance(m, ExecutionReport) and m.client_order_id == coid]
-    assert len(reports) == 2 and at < min(reports)  # the transitions are logged before the reports they explain
+    reports = [(i, m) for i, m in enumerate(log) if isinstance(m, ExecutionReport) and m.client_order_id == coid]
+    assert len(reports) == 1 and at < reports[0][0]  # the transitions are logged before the report they explain
+    report = reports[0][1]  # filled as accepted: the fill report alone, no ack before it
+    assert report.kind == "fill" and report.status.value == "filled" and report.venue_order_id
 
     grouped = [m for m in log if isinstance(m, SignalEvent) and any(s.signal_id == signal.msg_id for s in m.steps)]
     steps = [s for m in grouped for s in m.steps if s.signal_id == signal.msg_id]
