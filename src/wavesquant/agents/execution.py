@@ -568,7 +568,8 @@ class ExecutionAgent(Agent):
     def _report(self, order: Order, kind: ReportKind, fill: Fill | None, reason: str) -> None:
         """Queue a report for the next flush. An order the venue filled (or canceled, or expired) as it accepted
         it gets that one report, not an ack before it: each report says the order's venue id and status, and
-        one message fewer per order measured 0.3 ms off the tick -> fill p50 at 1,000 orders/s."""
+        one message fewer per order took 0.15-0.25 ms off the tick -> fill p50 at 1,000 orders/s, 0.4-0.5 ms
+        off a consumer's."""
         coid = order.client_order_id
         meta = self.meta.get(coid)
         fields = report_fields(order, kind, self.venue.name, fill, reason)
