@@ -170,7 +170,7 @@ class RiskAgent(Agent):
                 self.portfolio.apply(fill, r.strategy_id or "")
             if r.kind == "reject":
                 self.breakers.on_order_result(now_ms, rejected=True)
-            elif r.kind == "ack" or (first and r.kind == "fill"):  # a fill with no ack before it: accepted and filled
+            elif r.kind == "ack" or (first and r.kind in ("fill", "cancel")):  # accepted, and filled or canceled at once
                 self.breakers.on_order_result(now_ms, rejected=False)
             if r.status.is_terminal:
                 self.open_orders.pop(r.client_order_id, None)
