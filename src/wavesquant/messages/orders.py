@@ -116,7 +116,9 @@ ReportKind = Literal["ack", "fill", "cancel", "reject", "expired", "status"]
 
 class ExecutionReport(Envelope):
     """Execution -> everyone, on the `execution_reports` stream. `filled_quantity` is cumulative; a fill report
-    also carries the fill itself (last_*, fill_id, fee)."""
+    also carries the fill itself (last_*, fill_id, fee). Every report carries the order's venue id and status,
+    so an order the venue fills, cancels or expires as it accepts it gets that report alone; an `ack` is sent
+    for an order that rests."""
 
     type: Literal["execution_report"] = "execution_report"
     kind: ReportKind
