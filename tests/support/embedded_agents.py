@@ -4,6 +4,7 @@ tick it needs (risk wants a last price, execution a price to fill at)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from wavesquant.bus.embedded import EmbeddedBus
@@ -34,6 +35,15 @@ def probe(ts_ns: int) -> ProbeSignal:
 def tick(ts_ns: int) -> TickBatch:
     return TickBatch.create(source="data_feeds", ts_ns=ts_ns, exchange="paper", symbols=[BTC],
                             event_ts_ms=[ts_ns // 1_000_000], prices=[60_000.0], sizes=[1.0])
+
+
+async def send_probe(bus: EmbeddedBus) -> ProbeSignal:
+    """The market's tick, then (once agents have it) an HFT probe signal; returns the signal."""
+    await bus.publish(tick(time.time_ns()))
+    await asyncio.sleep(0.05)
+    signal = probe(time.time_ns())
+    await bus.publish(signal)
+    return signal
 
 
 async def stream(bus: EmbeddedBus, channel: Channel | str) -> list[Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import hiredis
 import structlog
 
-from wavesquant.bus.resp import CLIENT_REPLY_SKIP, RedisAddress, pack_command
+from wavesquant.bus.resp import CLIENT_REPLY_ON, CLIENT_REPLY_SKIP, RedisAddress
 
 log = structlog.get_logger(__name__)
 
@@ -25,9 +25,6 @@ Connector = Callable[[ProtocolFactory], Awaitable[tuple[asyncio.BaseTransport, a
 
 # TCP keepalive: a peer that vanished without closing (host down, network cut) is noticed in ~25 s
 _KEEPALIVE = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
-
-
-_REPLY_ON = pack_command(b"CLIENT", b"REPLY", b"ON")
 
 
 class HandshakeError(Exception):
@@ -178,7 +175,7 @@ class RespConnection(asyncio.Protocol):
         replies only where it does. Call before anything else is in flight; a connection that does not answer
         is aborted."""
         try:
-            (reply,) = await self.call([_REPLY_ON], timeout)
+            (reply,) = await self.call([CLIENT_REPLY_ON], timeout)
         except BaseException:
             self.abort()
             raise

@@ -27,6 +27,7 @@ def pack_command(*args: Arg) -> bytes:
 
 
 CLIENT_REPLY_SKIP = pack_command(b"CLIENT", b"REPLY", b"SKIP")  # Redis will not answer the next command
+CLIENT_REPLY_ON = pack_command(b"CLIENT", b"REPLY", b"ON")  # the default; answered "OK" where CLIENT REPLY is taken
 
 
 def publish_header(key: bytes) -> bytes:

@@ -50,11 +50,10 @@ class SegmentedDict(MutableMapping[K, V]):
         return -1
 
     def __getitem__(self, key: K) -> V:
-        for segment in reversed(self._segments):
-            value = segment.get(key, _MISSING)
-            if value is not _MISSING:
-                return value  # type: ignore[return-value]
-        raise KeyError(key)
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]
 
     @overload
     def get(self, key: K, /) -> V | None: ...

@@ -3,10 +3,7 @@ core handles (not one per lifecycle step), without losing the order of what happ
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from support.embedded_agents import BTC, probe, run_agents, stream, tick
+from support.embedded_agents import BTC, run_agents, send_probe, stream
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.config import Settings
 from wavesquant.core.clock import LiveClock
@@ -30,10 +27,7 @@ LIFECYCLE = [SignalState.GENERATED, SignalState.EVALUATING, SignalState.APPROVED
 
 async def test_an_order_filled_at_once_is_one_entry_and_its_signal_steps_are_grouped() -> None:
     bus, _, run = await run_agents(["core", "risk", "execution"], 1.5)
-    await bus.publish(tick(time.time_ns()))
-    await asyncio.sleep(0.05)
-    signal = probe(time.time_ns())
-    await bus.publish(signal)
+    signal = await send_probe(bus)
     coid = signal.order_spec().client_order_id
 
     assert await run == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from support.embedded_agents import BTC, probe, run_agents, stream, tick
+from support.embedded_agents import BTC, run_agents, send_probe, stream, tick
 from wavesquant.bus.embedded import EmbeddedBus
 from wavesquant.messages import Channel, ExecutionReport, NewOrder, OrderSpec
 from wavesquant.types import OrderType, Side
@@ -42,10 +42,7 @@ async def test_a_resting_order_is_acked_then_filled_in_its_own_report() -> None:
 
 async def test_risk_counts_a_fill_without_an_ack_as_one_accepted_result() -> None:
     bus, rt, run = await run_agents(["risk", "execution"], 1.0)
-    await bus.publish(tick(time.time_ns()))
-    await asyncio.sleep(0.05)
-    signal = probe(time.time_ns())
-    await bus.publish(signal)
+    signal = await send_probe(bus)
     assert await run == 0
     coid = signal.order_spec().client_order_id
     assert [r.kind for r in await reports_of(bus, coid)] == ["fill"]

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from support.embedded_agents import probe, run_agents, stream, tick
+from support.embedded_agents import probe, run_agents, send_probe, stream
 from support.polling import until
 from wavesquant.messages import Channel, NewOrder, RiskDecision
 from wavesquant.types import SignalState
@@ -20,10 +20,7 @@ def state_of(core: Any, signal_id: str) -> SignalState | None:
 
 async def test_an_hft_signal_reaches_risk_without_an_intent_and_core_tracks_it() -> None:
     bus, rt, run = await run_agents(["core", "risk"], 1.0)
-    await bus.publish(tick(time.time_ns()))
-    await asyncio.sleep(0.05)
-    signal = probe(time.time_ns())
-    await bus.publish(signal)
+    signal = await send_probe(bus)
     await bus.publish(signal)  # a repeat: one order only
     core = rt.agent("core")
     await until(lambda: state_of(core, signal.msg_id) is SignalState.APPROVED, "signal approved at core")
